@@ -1,0 +1,86 @@
+"""The KV cache as data: one buffer per unshared layer, sized by the layer's kind.
+
+Local (sliding) layers keep a ring buffer of `min(window, length)` slots, global layers
+`length` slots, KV-shared layers none. Each slot remembers the position it holds
+(-1: empty), so masks come from positions and a ring buffer needs no bookkeeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from gemma4.config import GLOBAL, LOCAL, TransformerConfig
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+  """Per-layer keys and values, slot positions per layer kind, next position per row.
+
+  k[i], v[i]: [B, S_i, K_i, H_i] for unshared layer i, None for a KV-shared layer.
+  pos[kind]: [B, S_kind] int32, the position stored in each slot, -1 when empty.
+  next_pos: [B] int32, the position the next input token of each row will take.
+  """
+
+  k: tuple[jax.Array | None, ...]
+  v: tuple[jax.Array | None, ...]
+  pos: dict[str, jax.Array]
+  next_pos: jax.Array
+
+  @property
+  def batch_size(self) -> int:
+    return self.next_pos.shape[0]
+
+  @property
+  def length(self) -> int:
+    """The longest sequence this cache can hold (the global buffer size)."""
+    return self.pos[GLOBAL].shape[1]
+
+  def nbytes(self) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self))
+
+
+def slots(cfg: TransformerConfig, kind: str, length: int) -> int:
+  return min(cfg.sliding_window, length) if kind == LOCAL else length
+
+
+def init_cache(cfg: TransformerConfig, batch_size: int, length: int,
+               dtype=jnp.bfloat16) -> KVCache:
+  """An empty cache for `batch_size` rows of up to `length` tokens each."""
+  if length < 1 or batch_size < 1:
+    raise ValueError(f'cache length and batch size must be >= 1, got {length}, {batch_size}')
+  ks, vs = [], []
+  for i, kind in enumerate(cfg.layer_types):
+    if cfg.is_kv_shared(i):
+      ks.append(None)
+      vs.append(None)
+      continue
+    shape = (batch_size, slots(cfg, kind, length), cfg.kv_heads(kind), cfg.key_size(kind))
+    ks.append(jnp.zeros(shape, dtype))  # [batch, slots, kv_heads, key_size]
+    vs.append(jnp.zeros(shape, dtype))
+  pos = {kind: jnp.full((batch_size, slots(cfg, kind, length)), -1, jnp.int32)
+         for kind in (LOCAL, GLOBAL)}
+  return KVCache(tuple(ks), tuple(vs), pos, jnp.zeros((batch_size,), jnp.int32))
+
+
+def write_slots(positions: jax.Array, valid: jax.Array, num_slots: int,
+                ring: bool) -> jax.Array:
+  """Slot index of each new token [B, T], or `num_slots` (dropped) when it is not kept.
+
+  A ring buffer keeps each row's last `num_slots` valid tokens at position % num_slots;
+  a linear buffer keeps positions below num_slots at their own index.
+  """
+  if ring:
+    last = jnp.max(jnp.where(valid, positions, -1), axis=-1, keepdims=True)
+    keep = valid & (positions > last - num_slots)
+    return jnp.where(keep, positions % num_slots, num_slots)
+  return jnp.where(valid & (positions < num_slots), positions, num_slots)
+
+
+def scatter(buf: jax.Array, idx: jax.Array, new: jax.Array) -> jax.Array:
+  """buf[b, idx[b, t]] = new[b, t]; indices equal to buf.shape[1] are dropped."""
+  rows = jnp.arange(buf.shape[0])[:, None]
+  return buf.at[rows, idx].set(new.astype(buf.dtype), mode='drop')

@@ -1,0 +1,198 @@
+"""Models: a preset config with a parameter dtype, and the bridge from the official library.
+
+`Gemma4_E2B()` and friends mirror `gm.nn.Gemma4_E2B()`; `from_reference` converts an
+official model (or its TransformerConfig) into the equivalent gemma4 model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gemma4 import config as _config
+from gemma4 import params as _params
+from gemma4.config import TransformerConfig
+from gemma4.kv_cache import KVCache, init_cache
+from gemma4.transformer import forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A decoder config plus the dtype its parameters are kept in.
+
+  text_only: as in the official library, True (the default) leaves the vision and
+    audio encoders out of the model; their configs stay in `config`.
+  """
+
+  config: TransformerConfig
+  dtype: Any = jnp.bfloat16
+  text_only: bool = True
+  name: str = 'custom'
+
+  def __post_init__(self):
+    if not self.text_only:
+      raise NotImplementedError(
+          'the vision and audio encoders are not implemented yet; use text_only=True')
+
+  def param_specs(self) -> dict:
+    return _params.param_specs(self.config)
+
+  def eval_shape(self) -> dict:
+    """The parameter tree as ShapeDtypeStructs, allocating nothing."""
+    return _params.shape_tree(self.config, self.dtype)
+
+  def init(self, seed: int = 0) -> dict:
+    """Random parameters (see `gemma4.params.init_params`), in `self.dtype`."""
+    return _params.init_params(self.config, seed, self.dtype)
+
+  def check_params(self, params) -> dict:
+    """The bare parameter tree, after checking every name, shape and float dtype."""
+    _params.check_params(self.config, params)
+    return _params.unwrap(params)
+
+  def init_cache(self, batch_size: int, length: int, dtype=None) -> KVCache:
+    return init_cache(self.config, batch_size, length, dtype or self.dtype)
+
+  def apply(self, params, tokens, **kwargs):
+    """`gemma4.transformer.forward` with this model's config; returns (logits, cache)."""
+    return forward(_params.unwrap(params), self.config, tokens, **kwargs)
+
+
+def _preset(key: str):
+  def make(*, dtype=jnp.bfloat16, text_only: bool = True) -> Model:
+    return Model(_config.PRESETS[key], dtype=dtype, text_only=text_only, name=key)
+  make.__name__ = make.__qualname__ = key.replace('gemma4', 'Gemma4').replace('_e', '_E')
+  make.__doc__ = f'The {key} preset (official `gm.nn.{make.__name__}`).'
+  return make
+
+
+Gemma4_E2B = _preset('gemma4_e2b')
+Gemma4_E4B = _preset('gemma4_e4b')
+Gemma4_26B_A4B = _preset('gemma4_26b_a4b')
+Gemma4_31B = _preset('gemma4_31b')
+Gemma4_26B_A4B.__name__ = 'Gemma4_26B_A4B'
+
+
+def get_model(name: str, **kwargs) -> Model:
+  """The preset model called `name` ('gemma4_e2b', 'E2B', '26b-a4b', ...)."""
+  key = _config.get_preset_key(name)
+  return Model(_config.PRESETS[key], name=key, **kwargs)
+
+
+def tiny_config(preset: str) -> TransformerConfig:
+  """A few-layer config with every feature of `preset`, for tests and the demo.
+
+  Width 64, 4 query heads of 16 (32 on global layers), window 8, the real vocabulary;
+  layers L L G L L G so that KV sharing (last 3 layers) has a source of each kind.
+  """
+  base = _config.get_preset(preset)
+  kinds = (_config.LOCAL, _config.LOCAL, _config.GLOBAL) * 2
+  tiny = dict(embed_dim=64, hidden_dim=128, num_heads=4, head_dim=16, global_head_dim=32,
+              sliding_window=8, layer_types=kinds)
+  if base.per_layer_input_dim:
+    tiny.update(per_layer_input_dim=16, num_kv_shared_layers=3,
+                kv_shared_hidden_dim=256 if base.kv_shared_hidden_dim else None)
+  if base.num_global_kv_heads:
+    tiny.update(num_global_kv_heads=1)
+  if base.is_moe:
+    tiny.update(hidden_dim=48, num_experts=4, expert_dim=24, top_k_experts=2)
+  tiny['num_kv_heads'] = min(base.num_kv_heads, 2)
+  return dataclasses.replace(base, **tiny)
+
+
+def tiny(preset: str, dtype=jnp.float32) -> Model:
+  """The tiny model derived from `preset` (see `tiny_config`)."""
+  return Model(tiny_config(preset), dtype=dtype, name='tiny_' + _config.get_preset_key(preset))
+
+
+def _attn_kind(t) -> str:
+  name = getattr(t, 'name', str(t))
+  if name == 'GLOBAL':
+    return _config.GLOBAL
+  if name == 'LOCAL_SLIDING':
+    return _config.LOCAL
+  raise ValueError(f'unknown official attention type {t!r}')
+
+
+def _vision(v) -> _config.VisionConfig | None:
+  if v is None:
+    return None
+  out = v.output_length if isinstance(v.output_length, int) else max(v.output_length)
+  return _config.VisionConfig(
+      d_model=v.d_model, num_layers=v.num_layers, num_heads=v.num_heads,
+      ffw_hidden=v.ffw_hidden, patch_size=v.patch_size, output_length=out,
+      pos_emb_shape_yx=tuple(v.pos_emb_shape_yx), pooling_kernel_size=v.pooling_kernel_size,
+      use_clipped_linears=v.use_clipped_linears,
+      standardize_embeddings=v.standardize_embeddings)
+
+
+def _audio(a) -> _config.AudioConfig | None:
+  if a is None:
+    return None
+  return _config.AudioConfig(**{f.name: getattr(a, f.name)
+                                for f in dataclasses.fields(_config.AudioConfig)})
+
+
+def config_from_reference(c) -> TransformerConfig:
+  """The gemma4 config equal to an official gemma4 `TransformerConfig`."""
+  kinds = tuple(_attn_kind(t) for t in c.attention_types)
+  sharing = c.kv_cache_sharing_config
+  n_shared = 0
+  if sharing is not None and sharing.frac_shared_layers > 0:
+    if not (sharing.share_global and sharing.share_local):
+      raise ValueError('only KV sharing of both local and global layers is supported')
+    n_shared = _config.kv_shared_count(sharing.frac_shared_layers, len(kinds))
+  if c.use_bidirectional_attention not in (None, 'vision'):
+    raise ValueError(f'unsupported use_bidirectional_attention={c.use_bidirectional_attention!r}')
+  cfg = TransformerConfig(
+      vocab_size=c.num_embed, embed_dim=c.embed_dim,
+      hidden_dim=c.moe_dense_hidden_dim if c.enable_moe else c.hidden_dim,
+      num_heads=c.num_heads, head_dim=c.head_dim, num_kv_heads=c.num_kv_heads,
+      layer_types=kinds, sliding_window=c.sliding_window_size,
+      num_global_kv_heads=c.num_global_kv_heads, global_head_dim=c.global_key_size,
+      k_eq_v_global=c.k_eq_v_global,
+      local_rope_base=c.local_base_frequency, global_rope_base=c.global_base_frequency,
+      local_rope_proportion=c.local_rope_proportion if c.local_rope_proportion is not None else 1.0,
+      global_rope_proportion=c.global_rope_proportion if c.global_rope_proportion is not None else 1.0,
+      local_rope_scale=c.local_scale_factor, global_rope_scale=c.global_scale_factor,
+      final_logit_softcap=c.final_logit_softcap, attn_logits_softcap=c.attn_logits_soft_cap,
+      use_post_attn_norm=c.use_post_attn_norm, use_post_ffw_norm=c.use_post_ffw_norm,
+      qk_norm_with_scale=c.qk_norm_with_scale, per_layer_input_dim=c.per_layer_input_dim,
+      num_kv_shared_layers=n_shared, kv_shared_hidden_dim=c.override_kv_shared_ffw_hidden,
+      num_experts=c.num_experts if c.enable_moe else 0,
+      expert_dim=c.expert_dim if c.enable_moe else 0,
+      top_k_experts=c.top_k_experts if c.enable_moe else 0,
+      bidirectional_vision=c.use_bidirectional_attention == 'vision',
+      vision=_vision(c.vision_encoder), audio=_audio(c.audio_encoder))
+  if n_shared:  # the official code reads fixed layers; check they are ours
+    first = len(kinds) - n_shared
+    for i in range(first, len(kinds)):
+      official = first - 1 if kinds[i] == _config.GLOBAL else first - 2
+      if cfg.kv_source[i] != official:
+        raise ValueError(
+            f'KV-shared layer {i} reads layer {official} in the official code, which is not'
+            f' the last unshared {kinds[i]} layer ({cfg.kv_source[i]})')
+  return cfg
+
+
+def from_reference(ref) -> Model:
+  """The gemma4 model equal to an official `gm.nn.Gemma4_*` instance or its config.
+
+  Encoders dropped by the official `text_only=True` are kept out here too; their
+  settings are recovered from the preset of the same name where there is one.
+  """
+  c = getattr(ref, 'config', ref)
+  cfg = config_from_reference(c)
+  name = type(ref).__name__.lower() if hasattr(ref, 'config') else 'custom'
+  preset = _config.PRESETS.get(name)
+  if preset is not None and cfg.vision is None and cfg.audio is None:
+    cfg = dataclasses.replace(cfg, vision=preset.vision, audio=preset.audio)
+  dtype = getattr(ref, 'dtype', jnp.bfloat16)
+  return Model(cfg, dtype=jnp.dtype(dtype), text_only=True, name=name)
+
+
+__all__ = ['Model', 'Gemma4_E2B', 'Gemma4_E4B', 'Gemma4_26B_A4B', 'Gemma4_31B',
+           'get_model', 'from_reference', 'config_from_reference', 'tiny', 'tiny_config']

@@ -1,0 +1,172 @@
+"""Parameter specs: every decoder parameter declared once, in the official tree layout.
+
+From `param_specs` come random init, `jax.eval_shape`-style trees and the check that a
+user's tree (official `model.init` output included) has exactly the right entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gemma4.config import TransformerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+  shape: tuple[int, ...]
+  init: str  # 'normal' (std = fan_in ** -0.5 over `fan_in_axes`), 'embed' or 'ones'
+  fan_in_axes: tuple[int, ...] = ()
+
+
+def _norm(dim: int) -> dict:
+  return {'scale': ParamSpec((dim,), 'ones')}
+
+
+def _dense_mlp(d: int, f: int) -> dict:
+  # The official dense FeedForward shares its scope: no '/w' under these names.
+  return {'gating_einsum': ParamSpec((2, f, d), 'normal', (2,)),
+          'linear': ParamSpec((f, d), 'normal', (0,))}
+
+
+def _attention(cfg: TransformerConfig, kind: str) -> dict:
+  n, d, h, k = cfg.num_heads, cfg.embed_dim, cfg.key_size(kind), cfg.kv_heads(kind)
+  p = {'q_einsum': {'w': ParamSpec((n, d, h), 'normal', (1,))},
+       'attn_vec_einsum': {'w': ParamSpec((n, h, d), 'normal', (0, 1))}}
+  if cfg.k_eq_v(kind):
+    p['k_einsum'] = {'w': ParamSpec((k, d, h), 'normal', (1,))}
+  else:
+    p['kv_einsum'] = {'w': ParamSpec((2, k, d, h), 'normal', (2,))}
+  if cfg.qk_norm_with_scale:
+    p['query_norm'] = _norm(h)
+    p['key_norm'] = _norm(h)
+  return p
+
+
+def _layer(cfg: TransformerConfig, i: int) -> dict:
+  d = cfg.embed_dim
+  p = {'pre_attention_norm': _norm(d), 'skip_scale': ParamSpec((1,), 'ones'),
+       'attn': _attention(cfg, cfg.layer_types[i])}
+  if cfg.use_post_attn_norm:
+    p['post_attention_norm'] = _norm(d)
+  p['pre_ffw_norm'] = _norm(d)
+  if cfg.is_moe:
+    e, hx = cfg.num_experts, cfg.expert_dim
+    p['mlp'] = {'router_logits': {'w': ParamSpec((d, e), 'normal', (0,))},
+                'gating_einsum': {'w': ParamSpec((e, 2, hx, d), 'normal', (3,))},
+                'linear': {'w': ParamSpec((e, hx, d), 'normal', (1,))},
+                'per_expert_scale': ParamSpec((e,), 'ones'),
+                'router_scale': ParamSpec((d,), 'ones')}
+    p['pre_ffw2_norm'] = _norm(d)
+    p['mlp2'] = _dense_mlp(d, cfg.hidden_dim)
+    if cfg.use_post_ffw_norm:
+      p['post_ffw1_norm'] = _norm(d)
+      p['post_ffw2_norm'] = _norm(d)
+  else:
+    p['mlp'] = _dense_mlp(d, cfg.mlp_hidden(i))
+  if cfg.use_post_ffw_norm:
+    p['post_ffw_norm'] = _norm(d)
+  if cfg.per_layer_input_dim:
+    pd = cfg.per_layer_input_dim
+    p['per_layer_input_gate'] = {'w': ParamSpec((d, pd), 'normal', (0,))}
+    p['per_layer_projection'] = {'w': ParamSpec((pd, d), 'normal', (0,))}
+    p['post_per_layer_input_norm'] = _norm(d)
+  return p
+
+
+def param_specs(cfg: TransformerConfig) -> dict:
+  """The official text-decoder parameter tree of `cfg`, with a ParamSpec per leaf."""
+  d, v = cfg.embed_dim, cfg.vocab_size
+  embedder = {'input_embedding': ParamSpec((v, d), 'embed')}
+  if cfg.per_layer_input_dim:
+    l, pd = cfg.num_layers, cfg.per_layer_input_dim
+    embedder['per_layer_embeddings'] = ParamSpec((v, l, pd), 'embed')
+    embedder['per_layer_model_projection'] = {'w': ParamSpec((d, l, pd), 'normal', (0,))}
+    embedder['per_layer_projection_norm'] = _norm(pd)
+  tree = {'embedder': embedder}
+  for i in range(cfg.num_layers):
+    tree[f'layer_{i}'] = _layer(cfg, i)
+  tree['final_norm'] = _norm(d)
+  return tree
+
+
+def _is_spec(x) -> bool:
+  return isinstance(x, ParamSpec)
+
+
+def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16) -> dict:
+  """The tree of `jax.ShapeDtypeStruct`s: what `jax.eval_shape(model.init)` gives."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, jnp.dtype(dtype)),
+                      param_specs(cfg), is_leaf=_is_spec)
+
+
+def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
+                noise: float = 0.1) -> dict:
+  """Random params, identical for a seed on every platform and jax version (NumPy RNG).
+
+  Projections are normal with std fan_in**-0.5 and the embedding tables std 0.25, so
+  that tiny random models give logits of order one rather than saturating the softcap;
+  scales are 1 + noise * normal so that a misplaced norm or scale shows in the output.
+  """
+  rng = np.random.default_rng(seed)
+  flat, treedef = jax.tree.flatten(param_specs(cfg), is_leaf=_is_spec)
+  leaves = []
+  for s in flat:
+    if s.init == 'ones':
+      x = 1.0 + noise * rng.standard_normal(s.shape)
+    elif s.init == 'embed':
+      x = 0.25 * rng.standard_normal(s.shape, dtype=np.float32)
+    else:
+      fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
+      x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
+    leaves.append(jnp.asarray(x, dtype))
+  return jax.tree.unflatten(treedef, leaves)
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  if isinstance(tree, Mapping):
+    for k, v in tree.items():
+      out.update(_flatten(v, f'{prefix}/{k}' if prefix else str(k)))
+  else:
+    out[prefix] = tree
+  return out
+
+
+def unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
+  """Accepts both `model.init(...)` output ({'params': tree}) and the bare tree."""
+  if isinstance(params, Mapping) and set(params) == {'params'}:
+    return params['params']
+  return params
+
+
+def check_params(cfg: TransformerConfig, params: Mapping[str, Any],
+                 dtype=None) -> None:
+  """Raises one ValueError naming every missing, extra or misshaped entry.
+
+  `dtype`: the expected dtype of every leaf, or None to accept any float dtype.
+  """
+  expected = _flatten(param_specs(cfg))
+  got = _flatten(unwrap(params))
+  problems = []
+  for path in sorted(set(expected) - set(got)):
+    want = f'{expected[path].shape} {jnp.dtype(dtype).name if dtype else ""}'.strip()
+    problems.append(f'missing {path}: expected {want}')
+  for path in sorted(set(got) - set(expected)):
+    problems.append(f'unexpected {path}: shape {tuple(np.shape(got[path]))}')
+  for path in sorted(set(got) & set(expected)):
+    shape, want = tuple(np.shape(got[path])), expected[path].shape
+    got_dtype = jnp.dtype(getattr(got[path], 'dtype', np.asarray(got[path]).dtype))
+    if shape != want:
+      problems.append(f'wrong shape {path}: got {shape}, expected {want}')
+    if dtype is not None and got_dtype != jnp.dtype(dtype):
+      problems.append(f'wrong dtype {path}: got {got_dtype.name}, expected {jnp.dtype(dtype).name}')
+    elif not jnp.issubdtype(got_dtype, jnp.floating):
+      problems.append(f'wrong dtype {path}: got {got_dtype.name}, expected a float dtype')
+  if problems:
+    raise ValueError(f'params do not match the model ({len(problems)} problems):\n  '
+                     + '\n  '.join(problems))

@@ -1,0 +1,180 @@
+"""The Gemma 4 text decoder: forward(params, cfg, tokens, ...) -> (logits, cache).
+
+Takes the official parameter tree unchanged. Knows nothing of pixels, audio or
+sampling: encoders hand in ready embeddings and a vision mask.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gemma4.attention import attend, make_mask, vision_blocks
+from gemma4.config import LOCAL, TransformerConfig
+from gemma4.kv_cache import KVCache, scatter, write_slots
+from gemma4.layers import gated_mlp, rms_norm, rope, softcap
+from gemma4.moe import moe_mlp
+
+
+def embed(params: dict, tokens: jax.Array) -> jax.Array:
+  """Token embeddings scaled by sqrt(D). tokens: [B, T] -> [B, T, D]."""
+  table = params['embedder']['input_embedding']
+  return table[tokens] * jnp.sqrt(table.shape[1]).astype(table.dtype)
+
+
+def per_layer_inputs(params: dict, x: jax.Array, tokens: jax.Array) -> jax.Array:
+  """Per-layer embeddings (E2B/E4B): [B, T, D], [B, T] -> [B, T, L, P]."""
+  p = params['embedder']
+  table = p['per_layer_embeddings']  # [V, L, P]
+  d, pdim = x.shape[-1], table.shape[-1]
+  w = p['per_layer_model_projection']['w'] * jnp.asarray(d ** -0.5, table.dtype)
+  proj = rms_norm(jnp.einsum('BTD,DLP->BTLP', x, w), p['per_layer_projection_norm']['scale'])
+  tokens = jnp.where((tokens >= 0) & (tokens < table.shape[0]), tokens, 0)
+  y = table[tokens] * jnp.sqrt(pdim).astype(table.dtype)
+  return (proj + y) * jax.lax.rsqrt(2.0).astype(x.dtype)
+
+
+def _project_kv(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str,
+                positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Normed, rotated keys and normed values of x: [B, T, D] -> 2 x [B, T, K, H]."""
+  if cfg.k_eq_v(kind):
+    k = v = jnp.einsum('BTD,KDH->BTKH', x, p['k_einsum']['w'])
+  else:
+    k, v = jnp.einsum('BTD,CKDH->CBTKH', x, p['kv_einsum']['w'])
+  k = rms_norm(k, p['key_norm']['scale'] if cfg.qk_norm_with_scale else None)
+  v = rms_norm(v)
+  base, proportion, scale = cfg.rope(kind)
+  return rope(k, positions, base, proportion, scale), v
+
+
+def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
+               shared: tuple | None, cached: tuple | None
+               ) -> tuple[jax.Array, tuple, tuple | None]:
+  """One attention layer. x: [B, T, D] -> [B, T, D].
+
+  shared: for a KV-shared layer, the key context of its source layer, else None.
+  cached: (keys, values, slot positions) of this layer's cache, or None.
+  An unshared layer projects K/V for the new tokens and attends over its cache slots
+  followed by them. Returns the output, the key context (keys, values, key positions,
+  key validity, key vision blocks) for the layers sharing it, and the new tokens'
+  (keys, values) for the cache write (None for a shared layer).
+  """
+  base, proportion, scale = cfg.rope(kind)
+  q = jnp.einsum('BTD,NDH->BTNH', x, p['q_einsum']['w'])
+  q = rms_norm(q, p['query_norm']['scale'] if cfg.qk_norm_with_scale else None)
+  q = rope(q, ctx['positions'], base, proportion, scale)
+  new_kv = None
+  if shared is not None:
+    context = shared
+  else:
+    new_kv = _project_kv(p, x, cfg, kind, ctx['positions'])
+    context = (*new_kv, ctx['positions'], ctx['valid'], ctx['blocks'])
+    if cached is not None:  # the cached tokens first, then this chunk
+      ck, cv, cpos = cached
+      old = (ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos))
+      context = tuple(jnp.concatenate([a, b], axis=1) for a, b in zip(old, context))
+  k, v, k_pos, k_valid, k_block = context
+  bidir = kind == LOCAL and cfg.bidirectional_vision
+  mask = make_mask(ctx['positions'], k_pos, k_valid,
+                   cfg.sliding_window if kind == LOCAL else None,
+                   ctx['blocks'] if bidir else None, k_block if bidir else None)
+  out = attend(q, k, v, mask, cfg.attn_logits_softcap)
+  return jnp.einsum('BTNH,NHD->BTD', out, p['attn_vec_einsum']['w']), context, new_kv
+
+
+def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
+  """The feed-forward part of a block, norms included. x: residual [B, T, D]."""
+  def post(name, y):
+    return rms_norm(y, p[name]['scale']) if cfg.use_post_ffw_norm else y
+  h = rms_norm(x, p['pre_ffw_norm']['scale'])
+  if not cfg.is_moe:
+    return post('post_ffw_norm', gated_mlp(h, p['mlp']['gating_einsum'], p['mlp']['linear']))
+  dense = gated_mlp(rms_norm(x, p['pre_ffw2_norm']['scale']),
+                    p['mlp2']['gating_einsum'], p['mlp2']['linear'])
+  experts = moe_mlp(p['mlp'], h, x, cfg.top_k_experts)
+  return post('post_ffw_norm', post('post_ffw2_norm', dense) + post('post_ffw1_norm', experts))
+
+
+def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
+            embeds: jax.Array | None = None, valid: jax.Array | None = None,
+            positions: jax.Array | None = None, vision_mask: jax.Array | None = None,
+            cache: KVCache | None = None, last_only: bool = False
+            ) -> tuple[jax.Array, KVCache | None]:
+  """Runs the decoder over a chunk of tokens.
+
+  tokens: [B, T] int ids (needed for per-layer embeddings; optional otherwise).
+  embeds: [B, T, D] ready input embeddings (soft tokens merged), instead of looking up
+    tokens; already scaled as `embed` scales.
+  valid: [B, T] bool, False for padding. Default: tokens != 0, as the official library
+    treats id 0 as padding; all True without tokens.
+  positions: [B, T] int. Default: each row's valid tokens numbered on from the cache's
+    next position (0 without a cache); padding repeats its neighbour's position.
+  vision_mask: [B, T] bool, the image soft tokens; one contiguous run (one image) sees
+    itself bidirectionally on local layers where the config says so.
+  cache: a KVCache to attend over and append to, or None.
+  last_only: return the logits of each row's last valid token only.
+  Returns logits [B, T, V] (or [B, V]), float32, and the updated cache (None without).
+  """
+  if embeds is None:
+    if tokens is None:
+      raise ValueError('forward needs tokens or embeds')
+    embeds = embed(params, tokens)
+  b, t, _ = embeds.shape
+  if valid is None:
+    valid = tokens != 0 if tokens is not None else jnp.ones((b, t), bool)
+  start = cache.next_pos[:, None] if cache is not None else 0
+  if positions is None:
+    count = jnp.cumsum(valid, axis=-1)
+    positions = start + count - (count >= 1)
+  blocks = vision_blocks(vision_mask) if vision_mask is not None else jnp.zeros((b, t), jnp.int32)
+  ctx = {'positions': positions.astype(jnp.int32), 'valid': valid, 'blocks': blocks}
+
+  ple = None
+  if cfg.per_layer_input_dim:
+    if tokens is None:
+      raise ValueError('models with per-layer embeddings need tokens alongside embeds')
+    ple = per_layer_inputs(params, embeds, tokens)
+
+  x = embeds
+  contexts, new_k, new_v = {}, list(cache.k) if cache else [], list(cache.v) if cache else []
+  for i, kind in enumerate(cfg.layer_types):
+    p = params[f'layer_{i}']
+    src = cfg.kv_source[i]
+    cached = (cache.k[i], cache.v[i], cache.pos[kind]) if cache is not None and src == i else None
+    h = rms_norm(x, p['pre_attention_norm']['scale'])
+    a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
+                                        contexts[src] if src != i else None, cached)
+    if cached is not None:
+      idx = write_slots(ctx['positions'], valid, cache.k[i].shape[1], ring=kind == LOCAL)
+      new_k[i] = scatter(cache.k[i], idx, kv_new[0])  # [batch, slots, kv_heads, key_size]
+      new_v[i] = scatter(cache.v[i], idx, kv_new[1])
+    if cfg.use_post_attn_norm:
+      a = rms_norm(a, p['post_attention_norm']['scale'])
+    x = x + a
+    x = x + _ffw(p, x, cfg)
+    if ple is not None:
+      g = jnp.einsum('BTD,DP->BTP', x, p['per_layer_input_gate']['w'])
+      g = jax.nn.gelu(g, approximate=True) * ple[:, :, i]
+      g = jnp.einsum('BTP,PD->BTD', g, p['per_layer_projection']['w'])
+      x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
+    x = x * p['skip_scale'].astype(x.dtype)
+
+  x = rms_norm(x, params['final_norm']['scale'])
+  if last_only:
+    last = jnp.maximum(jnp.sum(valid, axis=-1) - 1, 0)
+    x = x[jnp.arange(b), last][:, None]
+  table = params['embedder']['input_embedding']
+  logits = jnp.einsum('BTD,VD->BTV', x, table, preferred_element_type=jnp.float32)
+  logits = softcap(logits, cfg.final_logit_softcap)
+  if last_only:
+    logits = logits[:, 0]
+
+  new_cache = None
+  if cache is not None:
+    new_pos = {}
+    for kind, buf in cache.pos.items():
+      idx = write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
+      new_pos[kind] = scatter(buf, idx, ctx['positions'])
+    next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
+    new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
+  return logits, new_cache
