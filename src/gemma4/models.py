@@ -61,19 +61,18 @@ class Model:
     return forward(_params.unwrap(params), self.config, tokens, **kwargs)
 
 
-def _preset(key: str):
+def _preset(key: str, official_name: str):
   def make(*, dtype=jnp.bfloat16, text_only: bool = True) -> Model:
     return Model(_config.PRESETS[key], dtype=dtype, text_only=text_only, name=key)
-  make.__name__ = make.__qualname__ = key.replace('gemma4', 'Gemma4').replace('_e', '_E')
-  make.__doc__ = f'The {key} preset (official `gm.nn.{make.__name__}`).'
+  make.__name__ = make.__qualname__ = official_name
+  make.__doc__ = f'The {key} preset (official `gm.nn.{official_name}()`).'
   return make
 
 
-Gemma4_E2B = _preset('gemma4_e2b')
-Gemma4_E4B = _preset('gemma4_e4b')
-Gemma4_26B_A4B = _preset('gemma4_26b_a4b')
-Gemma4_31B = _preset('gemma4_31b')
-Gemma4_26B_A4B.__name__ = 'Gemma4_26B_A4B'
+Gemma4_E2B = _preset('gemma4_e2b', 'Gemma4_E2B')
+Gemma4_E4B = _preset('gemma4_e4b', 'Gemma4_E4B')
+Gemma4_26B_A4B = _preset('gemma4_26b_a4b', 'Gemma4_26B_A4B')
+Gemma4_31B = _preset('gemma4_31b', 'Gemma4_31B')
 
 
 def get_model(name: str, **kwargs) -> Model:

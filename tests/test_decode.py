@@ -1,0 +1,93 @@
+"""Self-consistency through the KV cache: prefill of a whole sequence equals prefill of a
+prefix (or of chunks) followed by token-by-token decode, well past the sliding window
+(window 8, 40 tokens), for every tiny preset; float32, bound 1e-4."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gemma4
+
+PRESETS = ['e2b', 'e4b', '26b_a4b', '31b']
+BOUND = 1e-4
+
+
+@pytest.fixture(scope='module', params=PRESETS)
+def model(request):
+  m = gemma4.models.tiny(request.param)
+  return m, m.init(0)
+
+
+def _full(m, params, tokens):
+  return np.asarray(jax.jit(lambda p, t: m.apply(p, t)[0])(params, jnp.asarray(tokens)))
+
+
+_step = jax.jit(lambda p, t, c, cfg: gemma4.forward(p, cfg, t, cache=c), static_argnums=3)
+
+
+def _run_chunks(m, params, tokens, chunks, length=64):
+  cache = m.init_cache(tokens.shape[0], length, jnp.float32)
+  out, start = [], 0
+  for n in chunks:
+    logits, cache = _step(params, jnp.asarray(tokens[:, start:start + n]), cache, m.config)
+    out.append(np.asarray(logits))
+    start += n
+  return np.concatenate(out, axis=1), cache
+
+
+def test_prefix_then_decode_equals_full_prefill(model):
+  m, params = model
+  tokens = np.random.default_rng(0).integers(1, 5000, (2, 40)).astype(np.int32)
+  full = _full(m, params, tokens)
+  stepped, cache = _run_chunks(m, params, tokens, [5] + [1] * 35)
+  assert np.abs(stepped - full).max() <= BOUND
+  np.testing.assert_array_equal(cache.next_pos, [40, 40])
+
+
+def test_chunked_prefill_longer_than_window_equals_full(model):
+  m, params = model
+  tokens = np.random.default_rng(1).integers(1, 5000, (1, 40)).astype(np.int32)
+  chunked, _ = _run_chunks(m, params, tokens, [13, 9, 1, 17])
+  assert np.abs(chunked - _full(m, params, tokens)).max() <= BOUND
+
+
+def test_padded_batch_rows_decode_as_alone(model):
+  """Row 1's prompt is 12 tokens padded (id 0) to 20: decoding continues from its own
+  position, and every row's logits equal that row run alone without a cache."""
+  m, params = model
+  rng = np.random.default_rng(2)
+  seqs = [rng.integers(1, 5000, 30).astype(np.int32), rng.integers(1, 5000, 22).astype(np.int32)]
+  prompt = np.zeros((2, 20), np.int32)
+  prompt[0], prompt[1, :12] = seqs[0][:20], seqs[1][:12]
+  cache = m.init_cache(2, 64, jnp.float32)
+  logits, cache = _step(params, jnp.asarray(prompt), cache, m.config)
+  got = [[np.asarray(logits[0, :20])], [np.asarray(logits[1, :12])]]
+  for i in range(10):
+    step = np.array([[seqs[0][20 + i]], [seqs[1][12 + i]]], np.int32)
+    logits, cache = _step(params, jnp.asarray(step), cache, m.config)
+    got[0].append(np.asarray(logits[0]))
+    got[1].append(np.asarray(logits[1]))
+  for row in range(2):
+    alone = _full(m, params, seqs[row][None])[0]
+    assert np.abs(np.concatenate(got[row]) - alone).max() <= BOUND
+
+
+def test_last_only_returns_last_valid_token():
+  m = gemma4.models.tiny('31b')
+  params = m.init(0)
+  tokens = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], np.int32)
+  full = _full(m, params, tokens)
+  last, _ = m.apply(params, jnp.asarray(tokens), last_only=True)
+  np.testing.assert_allclose(last, full[[0, 1], [3, 1]], atol=1e-5)
+
+
+def test_embeds_input_equals_token_input():
+  m = gemma4.models.tiny('e2b')
+  params = m.init(0)
+  tokens = jnp.asarray(np.random.default_rng(3).integers(1, 5000, (1, 12)), jnp.int32)
+  a, _ = m.apply(params, tokens)
+  b, _ = m.apply(params, tokens, embeds=gemma4.transformer.embed(params, tokens))
+  np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match='per-layer embeddings need tokens'):
+    m.apply(params, None, embeds=gemma4.transformer.embed(params, tokens))

@@ -1,0 +1,43 @@
+"""gemma4 against golden fixtures of the official gemma==4.0.1 decoder (tests/golden/).
+
+The oracle suite wrote them on the same seeded params; bounds as there: float32 logits
+within 1e-4 at every valid position (256 fixed vocab columns plus each position's
+argmax column, and the logsumexp over the whole vocabulary); bfloat16 within a mean
+|diff| of 0.1 (dense) or 0.5 (MoE, where rounding flips expert choices).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gemma4
+from tests import golden
+
+F32_BOUND = 1e-4
+
+
+def _ours(preset, tokens, dtype):
+  cfg = gemma4.models.tiny_config(preset)
+  params = gemma4.init_params(cfg, golden.PARAM_SEED, dtype)
+  return cfg, np.asarray(jax.jit(lambda p, t: gemma4.forward(p, cfg, t)[0])(params, jnp.asarray(tokens)))
+
+
+@pytest.mark.parametrize('preset', golden.PRESETS)
+def test_f32_logits_match_official_within_1e4(preset):
+  g = golden.load(preset)
+  cfg, logits = _ours(preset, g['tokens'], jnp.float32)
+  valid = golden.valid_positions(g['tokens'])
+  s = golden.summarize(logits, cfg.vocab_size, argmax_ids=g['argmax'])
+  assert np.abs(s['logits_cols'] - g['logits_cols'])[valid].max() <= F32_BOUND
+  assert np.abs(s['lse'] - g['lse'])[valid].max() <= F32_BOUND
+  np.testing.assert_array_equal(logits.argmax(-1)[valid], g['argmax'][valid])
+
+
+@pytest.mark.parametrize('preset', golden.PRESETS)
+def test_bf16_logits_near_official(preset):
+  g = golden.load(preset)
+  cfg, logits = _ours(preset, g['tokens'], jnp.bfloat16)
+  valid = golden.valid_positions(g['tokens'])
+  diff = np.abs(logits[..., g['cols']] - g['logits_bf16_cols'])[valid]
+  assert diff.mean() <= (0.5 if cfg.is_moe else 0.1)
