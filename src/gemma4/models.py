@@ -57,8 +57,11 @@ class Model:
     return init_cache(self.config, batch_size, length, dtype or self.dtype)
 
   def apply(self, params, tokens, **kwargs):
-    """`gemma4.transformer.forward` with this model's config; returns (logits, cache)."""
-    return forward(_params.unwrap(params), self.config, tokens, **kwargs)
+    """Jitted `gemma4.transformer.forward` with this model's config -> (logits, cache)."""
+    return _forward_jit(_params.unwrap(params), self.config, tokens, **kwargs)
+
+
+_forward_jit = jax.jit(forward, static_argnums=1, static_argnames='last_only')
 
 
 def _preset(key: str, official_name: str):
