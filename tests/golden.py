@@ -26,6 +26,16 @@ def prompt_tokens(vocab: int, seed: int = 1) -> np.ndarray:
   return toks
 
 
+def vision_tokens(tokens: np.ndarray) -> np.ndarray:
+  """The prompt with two images' soft tokens (id -2, the official placeholder): row 0
+  at 5..14 (longer than the window of 8) and 20..25; row 1 at 3..8."""
+  toks = tokens.copy()
+  toks[0, 5:15] = -2
+  toks[0, 20:26] = -2
+  toks[1, 3:9] = -2
+  return toks
+
+
 def valid_positions(tokens: np.ndarray) -> np.ndarray:
   return tokens != 0
 

@@ -69,3 +69,34 @@ def use_head_router():
 
 def tiny_official_model(preset: str, dtype=jnp.float32):
   return OFFICIAL[preset](config=tiny_official_config(preset), dtype=dtype)
+
+
+def logits_with_vision_mask(model, params, tokens, vision_mask):
+  """Official logits where `vision_mask` marks image soft tokens, through the same
+  steps as the official multimodal input path (`_encode_and_get_inputs`), minus the
+  vision encoder: the embeddings stay the token embeddings."""
+  from gemma.gm.math import _pos_utils
+  from gemma.gm.nn.gemma4 import _transformer
+  from gemma.gm.utils import _attention_mask
+
+  def fn(m, tokens, vision_mask):
+    x = m.embedder.encode(tokens)
+    inputs_mask = tokens != 0
+    sliding = None
+    if m.config.use_bidirectional_attention == 'vision':
+      sliding = _attention_mask.make_causal_bidirectional_attention_mask(
+          inputs_mask, bidirectional_mask=vision_mask)
+    inputs = _transformer._Inputs(
+        embeddings=x,
+        positions=_pos_utils.build_positions_from_mask(inputs_mask),
+        attention_mask=_attention_mask.make_causal_bidirectional_attention_mask(inputs_mask),
+        inputs_mask=inputs_mask,
+        sliding_attention_mask=sliding,
+        per_layer_inputs=(m.embedder.encode_per_layer_input(x, tokens)
+                          if m.config.per_layer_input_dim else None))
+    h, _ = m._apply_attention(inputs, None)
+    logits = m.embedder.decode(h)
+    cap = m.config.final_logit_softcap
+    return jnp.tanh(logits / cap) * cap
+
+  return model.apply({'params': params}, tokens, vision_mask, method=fn)

@@ -79,6 +79,16 @@ class _Run:
   def ours(self, params):
     return np.asarray(gemma4.forward(params, self.cfg, jnp.asarray(self.tokens))[0])
 
+  def official_vision_logits(self):
+    if 'vision' not in self._cache:
+      model = official.tiny_official_model(self.preset)
+      params = gemma4.init_params(self.cfg, golden.PARAM_SEED, jnp.float32)
+      toks = jnp.asarray(golden.vision_tokens(self.tokens))
+      out = jax.jit(lambda p, t: official.logits_with_vision_mask(model, p, t, t == -2))(
+          params, toks)
+      self._cache['vision'] = np.asarray(out, np.float32)
+    return self._cache['vision']
+
 
 _RUNS: dict[str, _Run] = {}
 
@@ -118,6 +128,21 @@ def test_bf16_no_worse_than_official(run):
   assert between.mean() <= (0.5 if run.cfg.is_moe else 0.1)
 
 
+def test_vision_mask_logits_within_1e4(run):
+  """With two images' soft tokens marked, logits equal the official multimodal path's
+  within 1e-4: bidirectional within an image on local layers (26B-A4B, 31B; one image
+  longer than the window), causal everywhere for E2B/E4B."""
+  theirs = run.official_vision_logits()
+  toks = golden.vision_tokens(run.tokens)
+  params = gemma4.init_params(run.cfg, golden.PARAM_SEED, jnp.float32)
+  ours = np.asarray(gemma4.forward(params, run.cfg, jnp.asarray(toks),
+                                   vision_mask=jnp.asarray(toks == -2))[0])
+  assert np.abs(ours - theirs)[run.valid].max() <= F32_BOUND
+  causal = np.asarray(gemma4.forward(params, run.cfg, jnp.asarray(toks))[0])
+  changed = np.abs(causal - theirs)[run.valid].max()
+  assert (changed > 0.1) if run.cfg.bidirectional_vision else (changed <= F32_BOUND)
+
+
 def test_official_init_tree_accepted(run):
   """A tree from the official model.init passes check_params as is and gives the
   official logits within 1e-4 (float32)."""
@@ -136,8 +161,11 @@ def test_golden_fixture_is_current(run):
   if WRITE:
     s = golden.summarize(f32, run.cfg.vocab_size)
     bf = run.official_logits(jnp.bfloat16)[..., s['cols']]
+    vision = golden.summarize(run.official_vision_logits(), run.cfg.vocab_size, s['argmax'])
     golden.GOLDEN_DIR.mkdir(exist_ok=True)
-    np.savez_compressed(golden.path(run.preset), tokens=run.tokens, logits_bf16_cols=bf, **s)
+    np.savez_compressed(golden.path(run.preset), tokens=run.tokens, logits_bf16_cols=bf,
+                        vision_logits_cols=vision['logits_cols'], vision_lse=vision['lse'],
+                        **s)
   g = golden.load(run.preset)
   np.testing.assert_array_equal(g['tokens'], run.tokens)
   s = golden.summarize(f32, run.cfg.vocab_size, argmax_ids=g['argmax'])
@@ -145,3 +173,6 @@ def test_golden_fixture_is_current(run):
   m = run.valid
   assert np.abs(s['logits_cols'] - g['logits_cols'])[m].max() <= F32_BOUND
   assert np.abs(s['lse'] - g['lse'])[m].max() <= F32_BOUND
+  v = golden.summarize(run.official_vision_logits(), run.cfg.vocab_size, g['argmax'])
+  assert np.abs(v['logits_cols'] - g['vision_logits_cols'])[m].max() <= F32_BOUND
+  assert np.abs(v['lse'] - g['vision_lse'])[m].max() <= F32_BOUND
