@@ -1,0 +1,110 @@
+"""SentencePiece tokenizer with the Gemma 4 special tokens; knows ids and text only."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+_WHITESPACE = '\u2581'  # SentencePiece's visible space
+
+
+class SpecialTokens(enum.IntEnum):
+  """Gemma 4 special token ids (the official `_Gemma4SpecialTokens`)."""
+
+  PAD = 0
+  EOS = 1
+  BOS = 2
+  UNK = 3
+  MASK = 4
+  BEGIN_OF_TOOL_RESPONSE = 50  # <|tool_response>
+  START_OF_TURN = 105  # <|turn>
+  END_OF_TURN = 106  # <turn|>
+  START_OF_IMAGE = 255999  # <|image>
+  START_OF_AUDIO = 256000  # <|audio>
+  IMAGE_PLACEHOLDER = 258880  # <|image|>
+  AUDIO_PLACEHOLDER = 258881  # <|audio|>
+  END_OF_IMAGE = 258882  # <image|>
+  END_OF_AUDIO = 258883  # <audio|>
+
+
+@dataclasses.dataclass(frozen=True)
+class Gemma4Tokenizer:
+  """The Gemma 4 tokenizer over a SentencePiece model file.
+
+  path: the `.model` file (the official `tokenizer_gemma4.model`, or any SentencePiece
+    model with the Gemma 4 special ids).
+  """
+
+  path: str | os.PathLike
+
+  special_tokens = SpecialTokens
+  FORBIDDEN_TOKENS: tuple[int, ...] = ()  # the official Gemma 4 default: none
+  END_TOKENS = (SpecialTokens.EOS, SpecialTokens.END_OF_TURN,
+                SpecialTokens.BEGIN_OF_TOOL_RESPONSE)
+
+  def __post_init__(self):
+    if not os.path.isfile(self.path):
+      raise FileNotFoundError(f'tokenizer file not found: {os.fspath(self.path)!r} '
+                              '(expected a SentencePiece .model file)')
+    self._sp  # load now: a bad file fails here, not at the first sample
+
+  @functools.cached_property
+  def _sp(self) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor()
+    try:
+      sp.LoadFromSerializedProto(open(self.path, 'rb').read())
+    except Exception as e:  # sentencepiece raises bare RuntimeError/OSError
+      raise ValueError(f'not a SentencePiece model file: {os.fspath(self.path)!r} ({e})') from e
+    return sp
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.GetPieceSize()
+
+  def encode(self, text: str | Sequence[str], *, add_bos: bool = False,
+             add_eos: bool = False) -> list[int]:
+    """Token ids of `text`, or of a list of pieces (each must be one known token)."""
+    if isinstance(text, str):
+      ids = list(self._sp.EncodeAsIds(text))
+    else:
+      pieces = [t.replace(' ', _WHITESPACE) for t in text]
+      ids = [self._sp.PieceToId(t) for t in pieces]
+      if SpecialTokens.UNK in ids:
+        bad = pieces[ids.index(SpecialTokens.UNK)]
+        raise ValueError(f'cannot tokenize {list(text)!r}: piece {bad!r} is not in the vocabulary')
+    if add_bos:
+      ids.insert(0, int(SpecialTokens.BOS))
+    if add_eos:
+      ids.append(int(SpecialTokens.EOS))
+    return ids
+
+  def decode(self, ids) -> str:
+    """Text of token ids (an int, a list, or a 0-d/1-d array)."""
+    if isinstance(ids, (int, np.integer)):
+      ids = [int(ids)]
+    elif hasattr(ids, 'ndim'):
+      arr = np.asarray(ids)
+      if arr.ndim > 1:
+        raise ValueError(f'decode takes 0-d or 1-d ids, got shape {arr.shape}')
+      ids = arr.reshape(-1).tolist()
+    return self._sp.DecodeIds([int(i) for i in ids])
+
+  def split(self, text: str) -> list[str]:
+    return [p.replace(_WHITESPACE, ' ') for p in self._sp.EncodeAsPieces(text)]
+
+  def token_id(self, token: str | int) -> int:
+    """The id of a single token given as id or text; an error unless it is exactly one."""
+    if isinstance(token, (int, np.integer)):
+      if not 0 <= int(token) < self.vocab_size:
+        raise ValueError(f'token id {int(token)} is outside the vocabulary [0, {self.vocab_size})')
+      return int(token)
+    ids = self.encode(token)
+    if len(ids) != 1:
+      raise ValueError(f'{token!r} must be exactly one token, but encodes to {len(ids)}: {ids}')
+    return ids[0]
