@@ -1,0 +1,162 @@
+"""Gemma4Sampler behaviour on a tiny random model, against teacher-forced decoding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gemma4
+from gemma4 import sampling
+from tests import tokenizer_util
+
+
+@pytest.fixture(scope='module')
+def tok(tmp_path_factory):
+  return gemma4.Gemma4Tokenizer(tokenizer_util.build(tmp_path_factory.mktemp('tok') / 't.model'))
+
+
+@pytest.fixture(scope='module')
+def model():
+  m = gemma4.models.tiny('e2b')
+  return m, m.init(0)
+
+
+def make(model, tok, **kw):
+  m, params = model
+  kw = {'cache_length': 64, 'max_out_length': 16, 'pad_length': (16, 32), **kw}
+  return gemma4.Gemma4Sampler(model=m, params=params, tokenizer=tok, **kw)
+
+
+def teacher_forced_greedy(model, ids, n, forbidden=()):
+  """Reference: argmax of the full-sequence forward, one token at a time (no cache)."""
+  m, params = model
+  seq = list(ids)
+  for _ in range(n):
+    logits = np.array(m.apply(params, jnp.asarray([seq]))[0][0, -1])
+    logits[list(forbidden)] = -np.inf
+    seq.append(int(logits.argmax()))
+  return seq[len(ids):]
+
+
+def test_greedy_equals_teacher_forced_and_types(model, tok):
+  s = make(model, tok)
+  out = s.sample('Hello world', max_new_tokens=8, return_state=True)
+  assert isinstance(out.text, str) and isinstance(s.sample(['Hello world'], max_new_tokens=2), list)
+  want = teacher_forced_greedy(model, tok.encode('Hello world', add_bos=True), 8)
+  np.testing.assert_array_equal(out.tokens[:8], want)
+  assert (out.tokens[8:] == 0).all()
+  assert out.text == tok.decode(want)
+
+
+def test_batch_gives_each_prompt_its_text_alone(model, tok):
+  s = make(model, tok)
+  prompts = ['Hello', 'The quick brown fox jumps over', 'Paris is the capital of France']
+  assert s.sample(prompts, max_new_tokens=6) == [s.sample(p, max_new_tokens=6) for p in prompts]
+
+
+def test_logprobs_are_log_softmax_of_model_logits(model, tok):
+  m, params = model
+  out = make(model, tok).sample('Hello world', max_new_tokens=4, return_state=True)
+  ids = tok.encode('Hello world', add_bos=True) + list(out.tokens[:3])
+  logits = np.asarray(m.apply(params, jnp.asarray([ids]))[0][0, -4:], np.float64)
+  lsm = logits - logits.max(-1, keepdims=True)
+  lsm -= np.log(np.exp(lsm).sum(-1, keepdims=True))
+  np.testing.assert_allclose(out.logprobs[:4], lsm[np.arange(4), out.tokens[:4]], atol=1e-4)
+
+
+def test_stop_tokens_str_and_id_end_the_text_there(model, tok):
+  full = make(model, tok).sample('Hello world', max_new_tokens=8, return_state=True).tokens
+  stop = int(full[2])
+  for given in (stop, tok.decode([stop])):
+    out = make(model, tok, stop_tokens=[given]).sample('Hello world', max_new_tokens=8,
+                                                      return_state=True)
+    first = list(full).index(stop)
+    np.testing.assert_array_equal(out.tokens[:first + 1], full[:first + 1])
+    assert (out.tokens[first + 1:] == 0).all()
+
+
+def test_forbidden_tokens_are_never_sampled(model, tok):
+  full = make(model, tok).sample('Hello world', max_new_tokens=8, return_state=True).tokens
+  banned = sorted(set(int(t) for t in full[:3]))
+  out = make(model, tok, forbidden_tokens=banned).sample('Hello world', max_new_tokens=8,
+                                                        return_state=True)
+  assert not set(banned) & set(out.tokens.tolist())
+  want = teacher_forced_greedy(model, tok.encode('Hello world', add_bos=True), 8, banned)
+  np.testing.assert_array_equal(out.tokens[:8], want)
+
+
+def test_rng_forms_and_seeded_methods(model, tok):
+  s = make(model, tok, sampling=sampling.RandomSampling(temperature=2.0))
+  a = s.sample('Hello', max_new_tokens=6, rng=7)
+  assert a == s.sample('Hello', max_new_tokens=6, rng=jax.random.key(7))
+  data = np.asarray(jax.random.key_data(jax.random.key(7)))
+  assert a == s.sample('Hello', max_new_tokens=6, rng=data)
+  assert a == s.sample('Hello', max_new_tokens=6, rng=data.tolist())
+  assert isinstance(s.sample('Hello', max_new_tokens=2, rng=None), str)
+  with pytest.raises(ValueError, match='rng must be None, an int seed'):
+    s.sample('Hello', rng=[1, 2, 3])
+
+
+def test_last_state_continues_the_conversation(model, tok):
+  """Turn 2 sees turn 1's prompt and every sampled token (end token included) from the
+  cache: its tokens equal teacher-forced greedy over the whole history."""
+  s = make(model, tok)
+  t1 = s.sample('Hello world', max_new_tokens=5, return_state=True)
+  t2 = s.sample('And then', max_new_tokens=5, return_state=True, last_state=t1.state)
+  history = tok.encode('Hello world', add_bos=True) + list(t1.tokens[:5]) + tok.encode('And then')
+  np.testing.assert_array_equal(t2.tokens[:5], teacher_forced_greedy(model, history, 5))
+  assert int(t2.state.cache.next_pos[0]) == len(history) + 4
+
+
+def test_stream_equals_sample(model, tok):
+  s = make(model, tok)
+  pieces = list(s.stream('Hello world', max_new_tokens=8))
+  assert len(pieces) > 1 and ''.join(pieces) == s.sample('Hello world', max_new_tokens=8)
+
+
+def test_recompiles_neither_for_max_new_tokens_nor_within_a_bucket(model, tok):
+  s = make(model, tok)
+  s.sample('Hello', max_new_tokens=3)
+  loop = s._loop(None)
+  n_prefill, n_loop = loop.prefill._cache_size(), loop.loop._cache_size()
+  s.sample('Hello world, the quick brown fox', max_new_tokens=7)  # same 16-token bucket
+  s.sample('Hi', max_new_tokens=1)
+  assert (loop.prefill._cache_size(), loop.loop._cache_size()) == (n_prefill, n_loop)
+  s.sample('Hello world, the quick brown fox jumps over the lazy dog twice', max_new_tokens=2)
+  assert loop.prefill._cache_size() == n_prefill + 1  # the 32 bucket
+
+
+def test_full_cache_is_reported_not_silent(model, tok):
+  s = make(model, tok, cache_length=12)
+  out = s.sample('Hello world', max_new_tokens=16, return_state=True)
+  n_prompt = len(tok.encode('Hello world', add_bos=True))
+  assert out.stopped_by_cache
+  assert (out.tokens != 0).sum() == 12 - n_prompt + 1  # every position used, +1 sampled last
+  assert not make(model, tok).sample('Hello', max_new_tokens=3, return_state=True).stopped_by_cache
+
+
+def test_bad_input_errors_before_compute(model, tok):
+  s = make(model, tok)
+  with pytest.raises(ValueError, match=r'max_new_tokens=17 must be in \[1, max_out_length=16\]'):
+    s.sample('Hello', max_new_tokens=17)
+  with pytest.raises(ValueError, match='must be exactly one token'):
+    make(model, tok, stop_tokens=['Hello world'])
+  with pytest.raises(ValueError, match='must be exactly one token'):
+    make(model, tok, forbidden_tokens=['quick brown'])
+  with pytest.raises(ValueError, match='prompt is an empty list'):
+    s.sample([])
+  n = len(tok.encode('one ' * 40, add_bos=True))
+  assert n > 64
+  with pytest.raises(ValueError, match=rf'prompt 0 needs {n} cache positions \(0 from earlier '
+                     rf'turns \+ {n} new\) but cache_length is 64'):
+    s.sample('one ' * 40)
+  state = s.sample(['a', 'b'], max_new_tokens=2, return_state=True).state
+  with pytest.raises(ValueError, match='last_state holds 2 conversations but 1 prompts'):
+    s.sample('c', last_state=state)
+  with pytest.raises(NotImplementedError, match='images is not supported yet'):
+    s.sample('<|image|>', images=[np.zeros((4, 4, 3))])
+  with pytest.raises(NotImplementedError, match='audio is not supported yet'):
+    s.sample('x', audio=[np.zeros(16000)])
+  m, params = model
+  with pytest.raises(ValueError, match='no tokenizer is known'):
+    gemma4.Gemma4Sampler(model=m, params=params)
