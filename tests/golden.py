@@ -17,6 +17,9 @@ PARAM_SEED = 0
 PROMPT_LEN = 48
 PAD_ROW_LEN = 36  # the second row is right-padded with id 0 after this many tokens
 NUM_COLS = 256
+SAMPLER_SETTINGS = dict(cache_length=128, max_out_length=16, pad_length=(16, 32))
+SAMPLER_PROMPTS = ['Hello world', 'The quick brown fox jumps over the lazy dog',
+                   'What is the capital of France?']
 
 
 def prompt_tokens(vocab: int, seed: int = 1) -> np.ndarray:

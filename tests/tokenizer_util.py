@@ -68,6 +68,8 @@ def build(path: str | os.PathLike) -> pathlib.Path:
   proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = 3, 2
   proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = 1, 0
   proto.trainer_spec.vocab_size = VOCAB
+  proto.trainer_spec.ClearField('input')  # temp paths: keep the file byte-identical
+  proto.trainer_spec.ClearField('model_prefix')
   tmp = path.with_suffix('.tmp')
   tmp.write_bytes(proto.SerializeToString())
   tmp.replace(path)
