@@ -98,12 +98,13 @@ def test_rng_forms_and_seeded_methods(model, tok):
 
 
 def test_last_state_continues_the_conversation(model, tok):
-  """Turn 2 sees turn 1's prompt and every sampled token (end token included) from the
-  cache: its tokens equal teacher-forced greedy over the whole history."""
+  """Turn 2 sees turn 1's prompt and its sampled tokens but the last (which the next
+  prompt replaces, as in the official sampler) from the cache: its tokens equal
+  teacher-forced greedy over that history."""
   s = make(model, tok)
   t1 = s.sample('Hello world', max_new_tokens=5, return_state=True)
   t2 = s.sample('And then', max_new_tokens=5, return_state=True, last_state=t1.state)
-  history = tok.encode('Hello world', add_bos=True) + list(t1.tokens[:5]) + tok.encode('And then')
+  history = tok.encode('Hello world', add_bos=True) + list(t1.tokens[:4]) + tok.encode('And then')
   np.testing.assert_array_equal(t2.tokens[:5], teacher_forced_greedy(model, history, 5))
   assert int(t2.state.cache.next_pos[0]) == len(history) + 4
 

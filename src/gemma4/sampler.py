@@ -266,7 +266,6 @@ class Gemma4Sampler:
         raise ValueError(f'last_state has a cache of {last_state.cache.length} tokens but this '
                          f'sampler has cache_length={self.cache_length}')
       before = np.asarray(last_state.cache.next_pos)
-      ids = [[int(t)] + row for t, row in zip(np.asarray(last_state.last_token), ids)]
     need = before + np.array([len(t) for t in ids])
     if need.max() > self.cache_length:
       row = int(need.argmax())
@@ -299,7 +298,11 @@ class Gemma4Sampler:
 
     A str prompt returns a str, a sequence returns a list. With `return_state`, returns
     SamplerOutput(text, state); pass the state as `last_state` to continue the
-    conversation from the cache (BOS is added on the first turn only).
+    conversation from the cache (BOS is added on the first turn only). As in the
+    official sampler, the last token sampled in a turn (usually the end token, such
+    as `<turn|>`) is not part of the history: the next prompt starts in its place, so
+    begin that prompt with it to keep it. Unlike the official last_state path, the
+    result equals sampling the whole history as one prompt.
     """
     batched, tokens, valid, cache, key, n = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng)

@@ -144,6 +144,41 @@ def test_per_step_logits_within_1e4(pair):
   assert worst <= 1e-4
 
 
+TURNS = ['Hello world', 'And then', 'What is the capital of France?']
+
+
+def test_three_turns_equal_official_on_the_whole_history(pair):
+  """A 3-turn conversation through last_state gives, at every turn, the tokens the
+  official sampler gives for the whole history as one prompt (earlier prompts plus
+  their answers without the last sampled token, which the next prompt replaces in
+  both samplers). The official last_state path itself differs from that: its turn-2
+  prefill writes K/V one slot before where its mask reads them (each prompt token sees
+  the next one) and re-feeds the last prompt token into a second slot; asserted here."""
+  preset, p = pair
+  off, ours = p.samplers()
+  state = off_state = None
+  history_ids, history_text = [], ''
+  official_path_differs = False
+  for i, prompt in enumerate(TURNS):
+    n = 6 + 2 * i
+    b = ours.sample(prompt, max_new_tokens=n, return_state=True, last_state=state)
+    history_ids += p.tok.encode(prompt, add_bos=i == 0)
+    history_text += prompt
+    whole = p.tok.encode(history_text, add_bos=True)
+    assert whole == history_ids, 'the history must tokenize as its turns did'
+    a = off.sample(history_text, max_new_tokens=n, return_state=True)
+    case = dict(turns=TURNS[:i + 1], turn_max_new_tokens=[6 + 2 * j for j in range(i + 1)],
+                sampler_kw={}, sample_kw={})
+    _same(a, b, case, f'turn_{i}', preset)
+    a_path = off.sample(prompt, max_new_tokens=n, return_state=True, last_state=off_state)
+    official_path_differs |= not np.array_equal(np.asarray(a_path.tokens), b.tokens)
+    state, off_state = b.state, a_path.state
+    kept = [int(t) for t in b.tokens if t][:-1]  # the last sampled token is not history
+    history_ids += kept
+    history_text += p.tok.decode(kept)
+  assert official_path_differs
+
+
 def test_write_sampler_golden(pair):
   """Runs last per preset: keeps what the tests above measured as the golden tokens."""
   preset, _ = pair
