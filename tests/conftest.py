@@ -1,0 +1,10 @@
+"""Test-wide settings: a persistent XLA compilation cache outside the repository, so
+repeated runs on one machine (CI included) skip recompiling the same programs."""
+
+import os
+
+import jax
+
+jax.config.update('jax_compilation_cache_dir', os.environ.get(
+    'GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4/jax-compilation-cache')))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
