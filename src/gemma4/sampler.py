@@ -131,7 +131,8 @@ class _Loop:
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
     token = jnp.where(active, token, 0)
     return dataclasses.replace(
-        state, step=state.step + 1, rng=next_rng, last_token=jnp.where(active, token, state.last_token),
+        state, step=state.step + 1, rng=next_rng,
+        last_token=jnp.where(active, token, state.last_token),
         done=state.done | (active & jnp.isin(token, jnp.asarray(self.end_tokens))),
         predicted_tokens=state.predicted_tokens.at[:, state.step].set(token),
         logprobs=state.logprobs.at[:, state.step].set(jnp.where(active, logprob, 0.0)))
@@ -149,15 +150,15 @@ class _Loop:
     return self.pick(logits, dataclasses.replace(state, cache=cache), active)
 
   @functools.partial(jax.jit, static_argnums=0)
-  def prefill(self, params, tokens, valid, cache, rng, max_out_length_zeros):
+  def prefill(self, params, tokens, valid, cache, rng, out_zeros):
     """Prompt [B, T] into the cache; samples the first token from the last one."""
     logits, cache = forward(params, self.cfg, tokens, valid=valid, cache=cache, last_only=True)
     b = tokens.shape[0]
     state = SamplingState(
         step=jnp.zeros((), jnp.int32), done=jnp.zeros((b,), bool),
         last_token=jnp.zeros((b,), jnp.int32),
-        predicted_tokens=max_out_length_zeros.astype(jnp.int32),
-        logprobs=max_out_length_zeros.astype(jnp.float32), cache=cache, rng=rng,
+        predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
+        logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
         cache_full=jnp.zeros((), bool))
     return self.pick(logits, state, jnp.ones((b,), bool))
 
