@@ -137,6 +137,10 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
 
   x = embeds
   contexts, new_k, new_v = {}, list(cache.k) if cache else [], list(cache.v) if cache else []
+  write_idx = {}  # per layer kind: the cache slot of each new token [B, T]
+  if cache is not None:
+    write_idx = {kind: write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
+                 for kind, buf in cache.pos.items()}
   for i, kind in enumerate(cfg.layer_types):
     p = params[f'layer_{i}']
     src = cfg.kv_source[i]
@@ -145,9 +149,8 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
                                         contexts[src] if src != i else None, cached)
     if cached is not None:
-      idx = write_slots(ctx['positions'], valid, cache.k[i].shape[1], ring=kind == LOCAL)
-      new_k[i] = scatter(cache.k[i], idx, kv_new[0])  # [batch, slots, kv_heads, key_size]
-      new_v[i] = scatter(cache.v[i], idx, kv_new[1])
+      new_k[i] = scatter(cache.k[i], write_idx[kind], kv_new[0])  # [batch, slots, kv_heads, key_size]
+      new_v[i] = scatter(cache.v[i], write_idx[kind], kv_new[1])
     if cfg.use_post_attn_norm:
       a = rms_norm(a, p['post_attention_norm']['scale'])
     x = x + a
@@ -171,10 +174,8 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
 
   new_cache = None
   if cache is not None:
-    new_pos = {}
-    for kind, buf in cache.pos.items():
-      idx = write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
-      new_pos[kind] = scatter(buf, idx, ctx['positions'])
+    new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
+               for kind, buf in cache.pos.items()}
     next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
     new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
   return logits, new_cache
