@@ -142,6 +142,10 @@ class _Loop:
     full = state.cache.next_pos >= state.cache.length
     return ~jnp.any(full & ~state.done)
 
+  def going(self, state: SamplingState, max_new_tokens) -> jax.Array:
+    """[] bool: decoding goes on (tokens left, a row unfinished, room in the cache)."""
+    return (state.step < max_new_tokens) & ~jnp.all(state.done) & self.room(state)
+
   def step(self, params, state: SamplingState) -> SamplingState:
     """Feeds each unfinished row's last token and samples the next one."""
     active = ~state.done
@@ -165,9 +169,8 @@ class _Loop:
   @functools.partial(jax.jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
     """Decodes until every row ends, max_new_tokens are sampled or the cache is full."""
-    def cond(s):
-      return (s.step < max_new_tokens) & ~jnp.all(s.done) & self.room(s)
-    state = jax.lax.while_loop(cond, functools.partial(self.step, params), state)
+    state = jax.lax.while_loop(lambda s: self.going(s, max_new_tokens),
+                               functools.partial(self.step, params), state)
     return self.finish(state, max_new_tokens)
 
   def finish(self, state: SamplingState, max_new_tokens) -> SamplingState:
@@ -341,7 +344,7 @@ class Gemma4Sampler:
         if not text.endswith('\ufffd') and text != shown:  # wait out split UTF-8
           piece, shown = text[len(shown):], text
           yield SamplerOutput(piece, state) if return_state else piece
-      if ended or int(state.step) >= int(n) or not bool(loop.room(state)):
+      if not bool(loop.going(state, n)):  # the while_loop's own condition
         break
       state = loop.jit_step(self.params, state)
     state = loop.jit_finish(state, n)
