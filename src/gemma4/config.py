@@ -75,6 +75,8 @@ class TransformerConfig:
   use_post_attn_norm: bool = True
   use_post_ffw_norm: bool = True
   qk_norm_with_scale: bool = True
+  family: str = 'gemma4'  # 'gemma3': norms scale by (1 + w), no V norm, no skip scale
+  query_scale: float = 1.0  # queries are multiplied by this (Gemma 3: 1/sqrt(head_dim))
   per_layer_input_dim: int = 0  # P; 0 disables per-layer embeddings
   num_kv_shared_layers: int = 0  # the last layers reuse K/V of earlier ones
   kv_shared_hidden_dim: int | None = None  # MLP width on KV-shared layers
@@ -98,6 +100,8 @@ class TransformerConfig:
                        f' [0, num_layers={self.num_layers})')
     if self.num_experts and not 0 < self.top_k_experts <= self.num_experts:
       raise ValueError(f'top_k_experts={self.top_k_experts} must be in [1, {self.num_experts}]')
+    if self.family not in ('gemma3', 'gemma4'):
+      raise ValueError(f"family must be 'gemma3' or 'gemma4', got {self.family!r}")
     self.kv_source  # raises if a shared layer has no source of its kind
 
   @property
@@ -107,6 +111,25 @@ class TransformerConfig:
   @property
   def is_moe(self) -> bool:
     return self.num_experts > 0
+
+  @property
+  def norm_offset(self) -> float:
+    """Added to every norm weight: Gemma 3 stores w and scales by 1 + w."""
+    return 1.0 if self.family == 'gemma3' else 0.0
+
+  @property
+  def value_norm(self) -> bool:
+    return self.family == 'gemma4'
+
+  @property
+  def skip_scale(self) -> bool:
+    """Gemma 4 layers end with a learned scalar (`skip_scale`); Gemma 3 has none."""
+    return self.family == 'gemma4'
+
+  @property
+  def qk_norm_names(self) -> tuple[str, str]:
+    """The official names of the query and key norms in the attention scope."""
+    return ('_query_norm', '_key_norm') if self.family == 'gemma3' else ('query_norm', 'key_norm')
 
   def kv_heads(self, kind: str) -> int:
     if kind == GLOBAL and self.num_global_kv_heads:
@@ -195,10 +218,35 @@ PRESETS: dict[str, TransformerConfig] = {
 }
 
 
+def _gemma3(embed_dim: int, hidden_dim: int, num_heads: int, num_kv_heads: int,
+            num_layers: int, sliding_window: int, head_dim: int = 256,
+            global_rope_scale: float = 1.0, query_scale: float | None = None
+            ) -> TransformerConfig:
+  """A Gemma 3 text decoder (official gm.nn.Gemma3_*): the decoder without the Gemma 4
+  extras; local RoPE base 10k, global 1M, five local layers to one global."""
+  return TransformerConfig(
+      family='gemma3', embed_dim=embed_dim, hidden_dim=hidden_dim, num_heads=num_heads,
+      num_kv_heads=num_kv_heads, head_dim=head_dim, global_head_dim=None,
+      layer_types=layer_pattern(_L5G, num_layers), sliding_window=sliding_window,
+      global_rope_proportion=1.0, global_rope_scale=global_rope_scale,
+      final_logit_softcap=None, query_scale=query_scale or head_dim ** -0.5)
+
+
+PRESETS.update({
+    'gemma3_270m': _gemma3(640, 2048, 4, 1, 18, 512),
+    'gemma3_1b': _gemma3(1152, 6 * 1152, 4, 1, 26, 512),
+    'gemma3_4b': _gemma3(2560, 2560 * 4, 8, 4, 34, 1024, global_rope_scale=8.0),
+    'gemma3_12b': _gemma3(3840, 3840 * 4, 16, 8, 48, 1024, global_rope_scale=8.0),
+    'gemma3_27b': _gemma3(5376, 5376 * 4, 32, 16, 62, 1024, head_dim=128,
+                          global_rope_scale=8.0, query_scale=(5376 // 32) ** -0.5),
+})
+
+
 def get_preset_key(name: str) -> str:
-  """The PRESETS key for `name`: 'gemma4_e2b', 'Gemma4_E2B', 'e2b', '26B-A4B', ..."""
+  """The PRESETS key for `name`: 'gemma4_e2b', 'Gemma4_E2B', 'e2b', '26B-A4B',
+  'gemma3_270m', 'Gemma3-1B', ..."""
   key = str(name).lower().replace('-', '_')
-  if not key.startswith('gemma4_'):
+  if not key.startswith(('gemma4_', 'gemma3_')):
     key = 'gemma4_' + key
   if key not in PRESETS:
     raise ValueError(f'unknown preset {name!r}; known presets: {", ".join(PRESETS)}')

@@ -6,15 +6,16 @@ import jax
 import jax.numpy as jnp
 
 
-def rms_norm(x: jax.Array, scale: jax.Array | None = None, eps: float = 1e-6) -> jax.Array:
-  """x / rms(x) * scale over the last axis, in float32, cast back to x.dtype.
+def rms_norm(x: jax.Array, scale: jax.Array | None = None, eps: float = 1e-6,
+             offset: float = 0.0) -> jax.Array:
+  """x / rms(x) * (offset + scale) over the last axis, in float32, cast back to x.dtype.
 
-  The scale multiplies as it is (Gemma 4 has no `1 + scale` offset).
+  Gemma 4 multiplies by the scale as it is (offset 0); Gemma 3 by 1 + scale.
   """
   xf = x.astype(jnp.float32)
   y = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + eps)
   if scale is not None:
-    y = y * scale.astype(jnp.float32)
+    y = y * (offset + scale.astype(jnp.float32))
   return y.astype(x.dtype)
 
 

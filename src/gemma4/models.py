@@ -76,6 +76,11 @@ Gemma4_E2B = _preset('gemma4_e2b', 'Gemma4_E2B')
 Gemma4_E4B = _preset('gemma4_e4b', 'Gemma4_E4B')
 Gemma4_26B_A4B = _preset('gemma4_26b_a4b', 'Gemma4_26B_A4B')
 Gemma4_31B = _preset('gemma4_31b', 'Gemma4_31B')
+Gemma3_270M = _preset('gemma3_270m', 'Gemma3_270M')
+Gemma3_1B = _preset('gemma3_1b', 'Gemma3_1B')
+Gemma3_4B = _preset('gemma3_4b', 'Gemma3_4B')
+Gemma3_12B = _preset('gemma3_12b', 'Gemma3_12B')
+Gemma3_27B = _preset('gemma3_27b', 'Gemma3_27B')
 
 
 def get_model(name: str, **kwargs) -> Model:
@@ -197,4 +202,5 @@ def from_reference(ref) -> Model:
 
 
 __all__ = ['Model', 'Gemma4_E2B', 'Gemma4_E4B', 'Gemma4_26B_A4B', 'Gemma4_31B',
+           'Gemma3_270M', 'Gemma3_1B', 'Gemma3_4B', 'Gemma3_12B', 'Gemma3_27B',
            'get_model', 'from_reference', 'config_from_reference', 'tiny', 'tiny_config']

@@ -19,12 +19,13 @@ from gemma4.config import TransformerConfig
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
   shape: tuple[int, ...]
-  init: str  # 'normal' (std = fan_in ** -0.5 over `fan_in_axes`), 'embed' or 'ones'
+  init: str  # 'normal' (std = fan_in ** -0.5 over `fan_in_axes`), 'embed', 'ones', 'zeros'
   fan_in_axes: tuple[int, ...] = ()
 
 
-def _norm(dim: int) -> dict:
-  return {'scale': ParamSpec((dim,), 'ones')}
+def _norm(dim: int, cfg: TransformerConfig | None = None) -> dict:
+  # Gemma 3 norms store w for a (1 + w) scale: their neutral value is 0, not 1.
+  return {'scale': ParamSpec((dim,), 'zeros' if cfg and cfg.norm_offset else 'ones')}
 
 
 def _dense_mlp(d: int, f: int) -> dict:
@@ -42,18 +43,20 @@ def _attention(cfg: TransformerConfig, kind: str) -> dict:
   else:
     p['kv_einsum'] = {'w': ParamSpec((2, k, d, h), 'normal', (2,))}
   if cfg.qk_norm_with_scale:
-    p['query_norm'] = _norm(h)
-    p['key_norm'] = _norm(h)
+    q_name, k_name = cfg.qk_norm_names
+    p[q_name] = _norm(h, cfg)
+    p[k_name] = _norm(h, cfg)
   return p
 
 
 def _layer(cfg: TransformerConfig, i: int) -> dict:
   d = cfg.embed_dim
-  p = {'pre_attention_norm': _norm(d), 'skip_scale': ParamSpec((1,), 'ones'),
-       'attn': _attention(cfg, cfg.layer_types[i])}
+  p = {'pre_attention_norm': _norm(d, cfg), 'attn': _attention(cfg, cfg.layer_types[i])}
+  if cfg.skip_scale:
+    p['skip_scale'] = ParamSpec((1,), 'ones')
   if cfg.use_post_attn_norm:
-    p['post_attention_norm'] = _norm(d)
-  p['pre_ffw_norm'] = _norm(d)
+    p['post_attention_norm'] = _norm(d, cfg)
+  p['pre_ffw_norm'] = _norm(d, cfg)
   if cfg.is_moe:
     e, hx = cfg.num_experts, cfg.expert_dim
     p['mlp'] = {'router_logits': {'w': ParamSpec((d, e), 'normal', (0,))},
@@ -69,7 +72,7 @@ def _layer(cfg: TransformerConfig, i: int) -> dict:
   else:
     p['mlp'] = _dense_mlp(d, cfg.mlp_hidden(i))
   if cfg.use_post_ffw_norm:
-    p['post_ffw_norm'] = _norm(d)
+    p['post_ffw_norm'] = _norm(d, cfg)
   if cfg.per_layer_input_dim:
     pd = cfg.per_layer_input_dim
     p['per_layer_input_gate'] = {'w': ParamSpec((d, pd), 'normal', (0,))}
@@ -90,7 +93,7 @@ def param_specs(cfg: TransformerConfig) -> dict:
   tree = {'embedder': embedder}
   for i in range(cfg.num_layers):
     tree[f'layer_{i}'] = _layer(cfg, i)
-  tree['final_norm'] = _norm(d)
+  tree['final_norm'] = _norm(d, cfg)
   return tree
 
 
@@ -116,8 +119,8 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
   flat, treedef = jax.tree.flatten(param_specs(cfg), is_leaf=_is_spec)
   leaves = []
   for s in flat:
-    if s.init == 'ones':
-      x = 1.0 + noise * rng.standard_normal(s.shape)
+    if s.init in ('ones', 'zeros'):
+      x = float(s.init == 'ones') + noise * rng.standard_normal(s.shape)
     elif s.init == 'embed':
       x = 0.25 * rng.standard_normal(s.shape, dtype=np.float32)
     else:

@@ -33,34 +33,62 @@ class SpecialTokens(enum.IntEnum):
   END_OF_AUDIO = 258883  # <audio|>
 
 
+class Gemma3SpecialTokens(enum.IntEnum):
+  """Gemma 3 special token ids (the official `_Gemma3SpecialTokens`)."""
+
+  PAD = 0
+  EOS = 1
+  BOS = 2
+  UNK = 3
+  MASK = 4
+  START_OF_TURN = 105  # <start_of_turn>
+  END_OF_TURN = 106  # <end_of_turn>
+  START_OF_IMAGE = 255999  # <start_of_image>
+  END_OF_IMAGE = 256000  # <end_of_image>
+
+
 @dataclasses.dataclass(frozen=True)
 class Gemma4Tokenizer:
-  """The Gemma 4 tokenizer over a SentencePiece model file.
+  """The Gemma 4 tokenizer over a SentencePiece model.
 
   path: the `.model` file (the official `tokenizer_gemma4.model`, or any SentencePiece
     model with the Gemma 4 special ids).
+  proto: instead of `path`, the serialized SentencePiece model (what `from_gguf` builds
+    from the vocabulary inside a GGUF file).
   """
 
-  path: str | os.PathLike
+  path: str | os.PathLike | None = None
+  proto: bytes | None = dataclasses.field(default=None, repr=False)
 
   special_tokens = SpecialTokens
   FORBIDDEN_TOKENS: tuple[int, ...] = ()  # the official Gemma 4 default: none
   END_TOKENS = (SpecialTokens.EOS, SpecialTokens.END_OF_TURN,
                 SpecialTokens.BEGIN_OF_TOOL_RESPONSE)
+  TURN_TOKENS = ('<|turn>', '<turn|>')  # how the chat format opens and closes a turn
 
   def __post_init__(self):
-    if not os.path.isfile(self.path):
+    if (self.path is None) == (self.proto is None):
+      raise ValueError('give exactly one of path= (a SentencePiece .model file) or proto=')
+    if self.path is not None and not os.path.isfile(self.path):
       raise FileNotFoundError(f'tokenizer file not found: {os.fspath(self.path)!r} '
                               '(expected a SentencePiece .model file)')
     self._sp  # load now: a bad file fails here, not at the first sample
 
+  @classmethod
+  def from_gguf(cls, path: str | os.PathLike) -> 'Gemma4Tokenizer':
+    """The tokenizer embedded in a GGUF file (Gemma 3 files give a Gemma3Tokenizer)."""
+    from gemma4 import gguf_loader  # the gguf package is only needed here
+    return gguf_loader.load_tokenizer(path)
+
   @functools.cached_property
   def _sp(self) -> spm.SentencePieceProcessor:
     sp = spm.SentencePieceProcessor()
+    where = repr(os.fspath(self.path)) if self.path is not None else 'proto'
     try:
-      sp.LoadFromSerializedProto(open(self.path, 'rb').read())
+      data = self.proto if self.proto is not None else open(self.path, 'rb').read()
+      sp.LoadFromSerializedProto(data)
     except Exception as e:  # sentencepiece raises bare RuntimeError/OSError
-      raise ValueError(f'not a SentencePiece model file: {os.fspath(self.path)!r} ({e})') from e
+      raise ValueError(f'not a SentencePiece model: {where} ({e})') from e
     return sp
 
   @property
@@ -108,3 +136,60 @@ class Gemma4Tokenizer:
     if len(ids) != 1:
       raise ValueError(f'{token!r} must be exactly one token, but encodes to {len(ids)}: {ids}')
     return ids[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Gemma3Tokenizer(Gemma4Tokenizer):
+  """The Gemma 3 tokenizer: same vocabulary size and ids 0-4, Gemma 3 turn tokens."""
+
+  special_tokens = Gemma3SpecialTokens
+  END_TOKENS = (Gemma3SpecialTokens.EOS, Gemma3SpecialTokens.END_OF_TURN)
+  TURN_TOKENS = ('<start_of_turn>', '<end_of_turn>')
+
+
+# SentencePiece piece types; GGUF token types use the same numbers.
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    b, n = n & 0x7F, n >> 7
+    out.append(b | (0x80 if n else 0))
+    if not n:
+      return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+  return _varint(number << 3 | wire) + payload
+
+
+def _bytes_field(number: int, data: bytes) -> bytes:
+  return _field(number, 2, _varint(len(data)) + data)
+
+
+def _int_field(number: int, value: int) -> bytes:
+  return _field(number, 0, _varint(value & 0xFFFFFFFFFFFFFFFF))
+
+
+def sentencepiece_proto(pieces: Sequence[str], scores: Sequence[float], types: Sequence[int],
+                        *, bpe: bool = True, byte_fallback: bool = True, unk_id: int = 3,
+                        bos_id: int = 2, eos_id: int = 1, pad_id: int = 0) -> bytes:
+  """A serialized SentencePiece ModelProto (protobuf wire format, written directly so
+  that protobuf is not a dependency): the pieces with their scores and types, an
+  identity normalizer that neither adds a space prefix nor merges spaces (Gemma's)."""
+  if not len(pieces) == len(scores) == len(types):
+    raise ValueError(f'pieces, scores and types differ in length: '
+                     f'{len(pieces)}, {len(scores)}, {len(types)}')
+  out = bytearray()
+  for piece, score, kind in zip(pieces, scores, types):
+    body = (_bytes_field(1, piece.encode('utf-8'))
+            + _field(2, 5, np.float32(score).tobytes()) + _int_field(3, int(kind)))
+    out += _bytes_field(1, body)
+  trainer = (_int_field(3, 2 if bpe else 1) + _int_field(4, len(pieces))
+             + _int_field(35, int(byte_fallback)) + _int_field(40, unk_id)
+             + _int_field(41, bos_id) + _int_field(42, eos_id) + _int_field(43, pad_id))
+  normalizer = (_bytes_field(1, b'identity') + _int_field(3, 0) + _int_field(4, 0)
+                + _int_field(5, 1))
+  out += _bytes_field(2, trainer) + _bytes_field(3, normalizer)
+  return bytes(out)

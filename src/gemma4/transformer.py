@@ -41,8 +41,10 @@ def _project_kv(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str,
     k = v = jnp.einsum('BTD,KDH->BTKH', x, p['k_einsum']['w'])
   else:
     k, v = jnp.einsum('BTD,CKDH->CBTKH', x, p['kv_einsum']['w'])
-  k = rms_norm(k, p['key_norm']['scale'] if cfg.qk_norm_with_scale else None)
-  v = rms_norm(v)
+  k = rms_norm(k, p[cfg.qk_norm_names[1]]['scale'] if cfg.qk_norm_with_scale else None,
+               offset=cfg.norm_offset)
+  if cfg.value_norm:
+    v = rms_norm(v)
   base, proportion, scale = cfg.rope(kind)
   return rope(k, positions, base, proportion, scale), v
 
@@ -61,8 +63,11 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   """
   base, proportion, scale = cfg.rope(kind)
   q = jnp.einsum('BTD,NDH->BTNH', x, p['q_einsum']['w'])
-  q = rms_norm(q, p['query_norm']['scale'] if cfg.qk_norm_with_scale else None)
+  q = rms_norm(q, p[cfg.qk_norm_names[0]]['scale'] if cfg.qk_norm_with_scale else None,
+               offset=cfg.norm_offset)
   q = rope(q, ctx['positions'], base, proportion, scale)
+  if cfg.query_scale != 1.0:
+    q = q * jnp.asarray(cfg.query_scale, q.dtype)
   new_kv = None
   if shared is not None:
     context = shared
@@ -85,8 +90,8 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
 def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
   """The feed-forward part of a block, norms included. x: residual [B, T, D]."""
   def post(name, y):
-    return rms_norm(y, p[name]['scale']) if cfg.use_post_ffw_norm else y
-  h = rms_norm(x, p['pre_ffw_norm']['scale'])
+    return rms_norm(y, p[name]['scale'], offset=cfg.norm_offset) if cfg.use_post_ffw_norm else y
+  h = rms_norm(x, p['pre_ffw_norm']['scale'], offset=cfg.norm_offset)
   if not cfg.is_moe:
     return post('post_ffw_norm', gated_mlp(h, p['mlp']['gating_einsum'], p['mlp']['linear']))
   dense = gated_mlp(rms_norm(x, p['pre_ffw2_norm']['scale']),
@@ -145,14 +150,14 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     p = params[f'layer_{i}']
     src = cfg.kv_source[i]
     cached = (cache.k[i], cache.v[i], cache.pos[kind]) if cache is not None and src == i else None
-    h = rms_norm(x, p['pre_attention_norm']['scale'])
+    h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
     a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
                                         contexts[src] if src != i else None, cached)
     if cached is not None:
       new_k[i] = scatter(cache.k[i], write_idx[kind], kv_new[0])  # [batch, slots, kv_heads, key_size]
       new_v[i] = scatter(cache.v[i], write_idx[kind], kv_new[1])
     if cfg.use_post_attn_norm:
-      a = rms_norm(a, p['post_attention_norm']['scale'])
+      a = rms_norm(a, p['post_attention_norm']['scale'], offset=cfg.norm_offset)
     x = x + a
     x = x + _ffw(p, x, cfg)
     if ple is not None:
@@ -160,9 +165,10 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
       g = jax.nn.gelu(g, approximate=True) * ple[:, :, i]
       g = jnp.einsum('BTP,PD->BTD', g, p['per_layer_projection']['w'])
       x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
-    x = x * p['skip_scale'].astype(x.dtype)
+    if cfg.skip_scale:
+      x = x * p['skip_scale'].astype(x.dtype)
 
-  x = rms_norm(x, params['final_norm']['scale'])
+  x = rms_norm(x, params['final_norm']['scale'], offset=cfg.norm_offset)
   if last_only:
     last = jnp.maximum(jnp.sum(valid, axis=-1) - 1, 0)
     x = x[jnp.arange(b), last][:, None]

@@ -1,0 +1,212 @@
+"""Filling the official parameter tree from checkpoint tensors, one tensor at a time.
+
+A loader (GGUF, HF safetensors) describes its file as `Piece`s: which file tensor goes
+to which official parameter (or which slice of it, by leading index), the source shape it
+must have, and the NumPy function that rearranges it. `fill` checks the whole plan
+before reading a byte (every parameter covered exactly once, every file tensor used or
+deliberately dropped, every shape right) and then streams the tensors to the device:
+only one tensor (row blocks of it, for the big tables) is ever held on the host beside
+the parameters already placed, so a load never holds two copies of the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gemma4.params import _flatten
+
+# Tensors larger than this are placed on the device in row blocks of about this size.
+_BLOCK_BYTES = 64 << 20
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that does not fit the model: names every problem at once."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+  """One file tensor's place in the official tree.
+
+  source: the tensor's name in the file; shape: the shape it must have there.
+  target: the official parameter path ('layer_0/attn/q_einsum/w').
+  index: leading indices of the target that this piece fills ((0,) for the gate half of
+    `gating_einsum`), () for the whole parameter.
+  fn: source array -> target slice (reshape, transpose, offset); identity by default.
+  rows: fn maps row blocks of the source (axis 0) to the same row blocks of the target,
+    so the tensor can be read and placed in blocks.
+  """
+
+  source: str
+  shape: tuple[int, ...]
+  target: str
+  index: tuple[int, ...] = ()
+  fn: Callable[[np.ndarray], np.ndarray] | None = None
+  rows: bool = False
+
+
+class Reader:
+  """What a loader gives `fill`: tensor shapes, and rows of a tensor as float arrays."""
+
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    raise NotImplementedError
+
+  def read(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+    """Rows [start, stop) along axis 0 (all when None) as a float32 or bfloat16 array."""
+    raise NotImplementedError
+
+  def release(self) -> None:
+    """Lets go of file pages read so far (they would otherwise count as resident)."""
+
+
+def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...]],
+               target_shapes: Mapping[str, tuple[int, ...]], dropped: Mapping[str, str],
+               what: str) -> None:
+  """Raises one CheckpointError listing every tensor or parameter that does not fit."""
+  problems = []
+  covered: dict[str, list[tuple[int, ...]]] = {}
+  used = set()
+  for p in pieces:
+    if p.source in used:
+      problems.append(f'{p.source}: mapped twice')
+    used.add(p.source)
+    if p.source not in file_shapes:
+      problems.append(f'missing tensor {p.source} (for {p.target}): expected shape {p.shape}')
+    elif tuple(file_shapes[p.source]) != tuple(p.shape):
+      problems.append(f'wrong shape {p.source} (for {p.target}): got '
+                      f'{tuple(file_shapes[p.source])}, expected {tuple(p.shape)}')
+    if p.target not in target_shapes:
+      problems.append(f'{p.source} maps to unknown parameter {p.target}')
+    covered.setdefault(p.target, []).append(p.index)
+  for target, shape in target_shapes.items():
+    got = covered.get(target, [])
+    if got == [()]:
+      continue
+    if not got:
+      problems.append(f'parameter {target} {tuple(shape)} has no tensor in the {what}')
+      continue
+    want = [(i,) for i in range(shape[0])]
+    if sorted(got) != want:
+      problems.append(f'parameter {target} {tuple(shape)} filled by slices {sorted(got)}, '
+                      f'expected each of {want} once')
+  unused = sorted(set(file_shapes) - used - set(dropped))
+  problems += [f'unused tensor {n} {tuple(file_shapes[n])}' for n in unused]
+  if problems:
+    raise CheckpointError(f'the {what} does not fit the model ({len(problems)} problems):\n  '
+                          + '\n  '.join(problems))
+
+
+class Progress:
+  """One line on stderr, rewritten in place on a terminal; silent when disabled."""
+
+  def __init__(self, total_bytes: int, label: str, enabled: bool | None = None):
+    self.total, self.done, self.label = total_bytes, 0, label
+    self.tty = sys.stderr.isatty()
+    self.enabled = self.tty if enabled is None else enabled
+    self.t0 = self.last = time.perf_counter()
+
+  def add(self, nbytes: int) -> None:
+    self.done += nbytes
+    now = time.perf_counter()
+    if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
+      self.last = now
+      end = '\r' if self.tty and self.done < self.total else '\n'
+      if self.tty or self.done >= self.total:
+        print(f'{self.label}: {self.done / 2**20:,.0f} / {self.total / 2**20:,.0f} MiB '
+              f'({now - self.t0:.1f} s)', end=end, file=sys.stderr, flush=True)
+
+
+@jax.jit
+def _put_rows(buf: jax.Array, block: jax.Array, start: jax.Array) -> jax.Array:
+  return jax.lax.dynamic_update_slice_in_dim(buf, block, start, axis=0)
+
+
+_put_rows_donated = jax.jit(_put_rows.__wrapped__, donate_argnums=0)
+
+
+def _place_rows(reader: Reader, piece: Piece, shape: tuple[int, ...], dtype) -> jax.Array:
+  """The target built on the device in row blocks, so no full host copy exists."""
+  row_bytes = max(1, int(np.prod(shape[1:])) * jnp.dtype(dtype).itemsize)
+  step = max(1, _BLOCK_BYTES // row_bytes)
+  buf = jnp.zeros(shape, dtype)
+  for start in range(0, shape[0], step):
+    stop = min(start + step, shape[0])
+    block = np.asarray(_apply(piece, reader.read(piece.source, start, stop)), dtype)
+    buf = _put_rows_donated(buf, jnp.asarray(block), jnp.int32(start))
+    reader.release()
+  return buf
+
+
+def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
+  return piece.fn(x) if piece.fn is not None else x
+
+
+def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[int, ...]],
+         dtype, *, dropped: Mapping[str, str] | None = None, what: str = 'checkpoint',
+         progress: bool | None = None) -> dict:
+  """The official parameter tree (nested dicts of jax arrays in `dtype`) from `pieces`.
+
+  Checks the plan first (`check_plan`), then reads each tensor once, in file order.
+  """
+  file_shapes = reader.shapes()
+  check_plan(pieces, file_shapes, target_shapes, dropped or {}, what)
+  dtype = jnp.dtype(dtype)
+  by_target: dict[str, list[Piece]] = {}
+  for p in pieces:
+    by_target.setdefault(p.target, []).append(p)
+  total = sum(int(np.prod(s)) for s in target_shapes.values()) * dtype.itemsize
+  bar = Progress(total, f'loading {what}', progress)
+  flat = {}
+  for target, group in by_target.items():
+    shape = tuple(target_shapes[target])
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES:
+      flat[target] = _place_rows(reader, group[0], shape, dtype)
+    else:
+      host = np.empty(shape, dtype)
+      for p in group:
+        value = _apply(p, reader.read(p.source))
+        if value.shape != host[p.index].shape:  # a mapping bug, not a user error
+          raise AssertionError(f'{p.source} -> {target}{list(p.index)}: {value.shape} '
+                               f'!= {host[p.index].shape}')
+        host[p.index] = value
+        del value
+      flat[target] = jax.device_put(host)
+      flat[target].block_until_ready()
+      del host
+      reader.release()
+    bar.add(nbytes)
+  gc.collect()
+  return unflatten(flat)
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict:
+  tree: dict = {}
+  for path, value in flat.items():
+    node = tree
+    *parents, leaf = path.split('/')
+    for k in parents:
+      node = node.setdefault(k, {})
+    node[leaf] = value
+  return tree
+
+
+def target_shapes(specs: Mapping) -> dict[str, tuple[int, ...]]:
+  """Flat 'a/b/c' -> shape of the official tree given by `param_specs`."""
+  return {k: tuple(v.shape) for k, v in _flatten(specs).items()}
+
+
+def file_error(path: str | os.PathLike, problem: str) -> FileNotFoundError | ValueError:
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    return FileNotFoundError(f'checkpoint not found: {path!r}')
+  return ValueError(f'{path!r}: {problem}')
