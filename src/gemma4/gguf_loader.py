@@ -201,6 +201,9 @@ def tokenizer_from_reader(reader, arch: str, path) -> Gemma4Tokenizer:
   reserved = {ids.get('unknown', 3), ids.get('bos', 2), ids.get('eos', 1), ids.get('padding', 0)}
   types = np.where((types == CONTROL) & ~np.isin(np.arange(len(types)), list(reserved)),
                    USER_DEFINED, types)
+  # llama.cpp writes the user-defined whitespace runs ('  ', '   ', ...) with plain
+  # spaces; SentencePiece matches pieces against text whose spaces are escaped to U+2581.
+  tokens = [t.replace(' ', '\u2581') for t in tokens]
   proto = sentencepiece_proto(tokens, scores, types.tolist(), unk_id=ids.get('unknown', 3),
                               bos_id=ids.get('bos', 2), eos_id=ids.get('eos', 1),
                               pad_id=ids.get('padding', 0))
