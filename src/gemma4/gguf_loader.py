@@ -228,11 +228,8 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
     cfg = dataclasses.replace(cfg, vocab_size=tokenizer.vocab_size)
   if model is not None:
     if model.config != cfg:
-      diff = {f.name: (getattr(model.config, f.name), getattr(cfg, f.name))
-              for f in dataclasses.fields(cfg) if getattr(model.config, f.name) != getattr(cfg, f.name)}
-      raise CheckpointError(f'{os.fspath(path)!r} does not hold {model.name}: '
-                            + ', '.join(f'{k} is {v[1]} in the file, {v[0]} in the model'
-                                        for k, v in diff.items()))
+      raise CheckpointError(f'{os.fspath(path)!r} holds a different model than {model.name}: '
+                            + loading.config_diff(model.config, cfg))
   else:
     name = next((k for k, v in _config.PRESETS.items() if v == cfg), f'{arch}_gguf')
     model = models.Model(cfg, dtype=np.float32 if dtype is None else dtype, name=name)

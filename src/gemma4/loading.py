@@ -70,8 +70,11 @@ class Reader:
 
 def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...]],
                target_shapes: Mapping[str, tuple[int, ...]], dropped: Mapping[str, str],
-               what: str) -> None:
-  """Raises one CheckpointError listing every tensor or parameter that does not fit."""
+               what: str, unused: Mapping[str, str] = {}) -> None:
+  """Raises one CheckpointError listing every tensor or parameter that does not fit.
+
+  unused: parameters deliberately not read from the file (filled with a constant).
+  """
   problems = []
   covered: dict[str, list[tuple[int, ...]]] = {}
   used = set()
@@ -87,9 +90,12 @@ def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...
     if p.target not in target_shapes:
       problems.append(f'{p.source} maps to unknown parameter {p.target}')
     covered.setdefault(p.target, []).append(p.index)
+  for target in unused:
+    if target in covered:
+      problems.append(f'parameter {target} is both filled from the file and left unused')
   for target, shape in target_shapes.items():
     got = covered.get(target, [])
-    if got == [()]:
+    if target in unused or got == [()]:
       continue
     if not got:
       problems.append(f'parameter {target} {tuple(shape)} has no tensor in the {what}')
@@ -151,21 +157,26 @@ def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
 
 
 def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[int, ...]],
-         dtype, *, dropped: Mapping[str, str] | None = None, what: str = 'checkpoint',
+         dtype, *, dropped: Mapping[str, str] | None = None,
+         unused: Mapping[str, str] | None = None, what: str = 'checkpoint',
          progress: bool | None = None) -> dict:
   """The official parameter tree (nested dicts of jax arrays in `dtype`) from `pieces`.
 
   Checks the plan first (`check_plan`), then reads each tensor once, in file order.
+  dropped: file tensors deliberately not used, with the reason.
+  unused: parameters the model never reads and the file does not hold: 'zeros' or 'ones'.
   """
   file_shapes = reader.shapes()
-  check_plan(pieces, file_shapes, target_shapes, dropped or {}, what)
+  unused = unused or {}
+  check_plan(pieces, file_shapes, target_shapes, dropped or {}, what, unused)
   dtype = jnp.dtype(dtype)
   by_target: dict[str, list[Piece]] = {}
   for p in pieces:
     by_target.setdefault(p.target, []).append(p)
   total = sum(int(np.prod(s)) for s in target_shapes.values()) * dtype.itemsize
   bar = Progress(total, f'loading {what}', progress)
-  flat = {}
+  flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype)
+          for t, how in unused.items()}
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -187,6 +198,13 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
     bar.add(nbytes)
   gc.collect()
   return unflatten(flat)
+
+
+def config_diff(want, got) -> str:
+  """'field is X in the file, Y in the model' for each differing config field."""
+  fields = [f.name for f in dataclasses.fields(want) if getattr(want, f.name) != getattr(got, f.name)]
+  return ', '.join(f'{k} is {getattr(got, k)!r} in the file, {getattr(want, k)!r} in the model'
+                   for k in fields)
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict:

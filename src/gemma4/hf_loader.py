@@ -1,0 +1,334 @@
+"""HF checkpoints (the layout of the published google/gemma-4-* repositories).
+
+A directory with config.json, safetensors weights (one file, or shards listed in
+model.safetensors.index.json) and tokenizer.model beside them. config.json gives the
+model; `text_pieces` is the explicit key map from transformers' names to the official
+tree, with the shape each tensor must have. The safetensors format is read directly
+(an 8-byte header length, a JSON header, raw little-endian data), memory-mapped, so a
+tensor is read in row blocks and its pages are dropped once placed.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import sys
+
+import ml_dtypes
+import numpy as np
+
+from gemma4 import config as _config
+from gemma4 import loading
+from gemma4.config import GLOBAL, LOCAL, TransformerConfig
+from gemma4.loading import CheckpointError, Piece
+from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
+
+_DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16,
+           'F64': np.float64, 'I64': np.int64, 'I32': np.int32, 'U8': np.uint8,
+           'BOOL': np.bool_}
+_ENCODER_PREFIXES = ('model.vision_tower.', 'model.audio_tower.', 'model.embed_vision.',
+                     'model.embed_audio.')
+
+
+# --- config --------------------------------------------------------------------------
+
+def read_config(path: str) -> dict:
+  file = os.path.join(path, 'config.json')
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f'{path!r} has no config.json (expected a HF checkpoint directory)')
+  try:
+    with open(file) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{file!r} is not readable JSON: {e}') from e
+
+
+def text_config(raw: dict) -> tuple[dict, str]:
+  """The text model's config and its family ('gemma3' or 'gemma4')."""
+  kind = raw.get('model_type')
+  if kind in ('gemma4', 'gemma3'):
+    return raw.get('text_config') or {}, kind
+  if kind in ('gemma4_text', 'gemma3_text'):
+    return raw, kind[:6]
+  raise ValueError(f'config.json model_type {kind!r} is not a Gemma 3 or Gemma 4 model '
+                   '(expected gemma4, gemma4_text, gemma3 or gemma3_text)')
+
+
+def _layer_kinds(c: dict, n: int, pattern_default: int = 6) -> tuple[str, ...]:
+  types = c.get('layer_types')
+  if types is None:
+    step = c.get('sliding_window_pattern', pattern_default)
+    types = ['sliding_attention' if (i + 1) % step else 'full_attention' for i in range(n)]
+  kinds = {'sliding_attention': LOCAL, 'full_attention': GLOBAL}
+  bad = sorted({t for t in types if t not in kinds})
+  if bad:
+    raise ValueError(f'unknown layer_types {bad} in config.json')
+  return tuple(kinds[t] for t in types)
+
+
+def _rope(c: dict, kind: str) -> dict:
+  params = c.get('rope_parameters') or {}
+  return params.get('full_attention' if kind == GLOBAL else 'sliding_attention') or {}
+
+
+def config_from_hf(raw: dict) -> TransformerConfig:
+  """The gemma4 TransformerConfig of a HF config.json (Gemma 4 or Gemma 3 text)."""
+  c, family = text_config(raw)
+  n = int(c['num_hidden_layers'])
+  kinds = _layer_kinds(c, n)
+  heads, head_dim = int(c['num_attention_heads']), int(c.get('head_dim', 256))
+  common = dict(vocab_size=int(c.get('vocab_size', 262144)), embed_dim=int(c['hidden_size']),
+                num_heads=heads, num_kv_heads=int(c['num_key_value_heads']),
+                head_dim=head_dim, layer_types=kinds, sliding_window=int(c['sliding_window']),
+                final_logit_softcap=c.get('final_logit_softcapping'))
+  if family == 'gemma3':
+    glob, loc = _rope(c, GLOBAL), _rope(c, LOCAL)
+    scaling = c.get('rope_scaling') or glob
+    factor = float(scaling.get('factor', 1.0)) if scaling.get('rope_type') == 'linear' else 1.0
+    return TransformerConfig(
+        family='gemma3', hidden_dim=int(c['intermediate_size']), global_head_dim=None,
+        local_rope_base=float(loc.get('rope_theta', c.get('rope_local_base_freq', 10_000))),
+        global_rope_base=float(glob.get('rope_theta', c.get('rope_theta', 1_000_000))),
+        global_rope_proportion=1.0, global_rope_scale=factor,
+        query_scale=float(c.get('query_pre_attn_scalar', head_dim)) ** -0.5,
+        attn_logits_softcap=c.get('attn_logit_softcapping'), **common)
+  per_layer = {int(k): v for k, v in (c.get('per_layer_config') or {}).items()}
+  global_over = next((per_layer[i] for i, k in enumerate(kinds) if k == GLOBAL and i in per_layer),
+                     {})
+  global_head_dim = c.get('global_head_dim', global_over.get('head_dim'))
+  global_kv = c.get('num_global_key_value_heads', global_over.get('num_key_value_heads'))
+  if not c.get('attention_k_eq_v', False):
+    global_kv = None  # transformers applies the global kv-head count only with K = V
+  glob, loc = _rope(c, GLOBAL), _rope(c, LOCAL)
+  moe = bool(c.get('enable_moe_block', False))
+  ffw = int(c['intermediate_size'])
+  n_shared = int(c.get('num_kv_shared_layers', 0) or 0)
+  return TransformerConfig(
+      hidden_dim=ffw, global_head_dim=int(global_head_dim) if global_head_dim else None,
+      num_global_kv_heads=int(global_kv) if global_kv else None,
+      k_eq_v_global=bool(c.get('attention_k_eq_v', False)),
+      local_rope_base=float(loc.get('rope_theta', 10_000)),
+      global_rope_base=float(glob.get('rope_theta', 1_000_000)),
+      local_rope_proportion=float(loc.get('partial_rotary_factor', 1.0)),
+      global_rope_proportion=float(glob.get('partial_rotary_factor', 1.0)),
+      per_layer_input_dim=int(c.get('hidden_size_per_layer_input') or 0),
+      num_kv_shared_layers=n_shared,
+      kv_shared_hidden_dim=2 * ffw if c.get('use_double_wide_mlp') and n_shared else None,
+      num_experts=int(c['num_experts']) if moe else 0,
+      expert_dim=int(c.get('moe_intermediate_size') or c.get('expert_intermediate_size') or 0)
+      if moe else 0,
+      top_k_experts=int(c['top_k_experts']) if moe else 0,
+      bidirectional_vision=c.get('use_bidirectional_attention') == 'vision', **common)
+
+
+# --- the key map ---------------------------------------------------------------------
+
+def _q(n, h, d):  # [N*H, D] -> [N, D, H]
+  return lambda x: x.reshape(n, h, d).transpose(0, 2, 1)
+
+
+def _out(n, h, d):  # [D, N*H] -> [N, H, D]
+  return lambda x: x.reshape(d, n, h).transpose(1, 2, 0)
+
+
+def _t(x):
+  return x.T
+
+
+def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
+  """Where each transformers decoder tensor goes in the official tree.
+
+  prefix: 'model.' for Gemma4ForCausalLM, 'model.language_model.' for the published
+  multimodal checkpoints. Gemma 3 norms are stored as w in both trees (scale 1 + w).
+  """
+  d, n, v = cfg.embed_dim, cfg.num_heads, cfg.vocab_size
+  m = prefix
+  pieces = [Piece(m + 'embed_tokens.weight', (v, d), 'embedder/input_embedding', rows=True),
+            Piece(m + 'norm.weight', (d,), 'final_norm/scale')]
+  if cfg.per_layer_input_dim:
+    l, p = cfg.num_layers, cfg.per_layer_input_dim
+    pieces += [
+        Piece(m + 'embed_tokens_per_layer.weight', (v, l * p), 'embedder/per_layer_embeddings',
+              fn=lambda x: x.reshape(x.shape[0], l, p), rows=True),
+        Piece(m + 'per_layer_model_projection.weight', (l * p, d),
+              'embedder/per_layer_model_projection/w', fn=lambda x: x.T.reshape(d, l, p)),
+        Piece(m + 'per_layer_projection_norm.weight', (p,), 'embedder/per_layer_projection_norm/scale'),
+    ]
+  q_norm, k_norm = cfg.qk_norm_names
+  for i, kind in enumerate(cfg.layer_types):
+    b, t = f'{m}layers.{i}.', f'layer_{i}/'
+    h, k = cfg.key_size(kind), cfg.kv_heads(kind)
+    pieces += [
+        Piece(b + 'input_layernorm.weight', (d,), t + 'pre_attention_norm/scale'),
+        Piece(b + 'self_attn.q_proj.weight', (n * h, d), t + 'attn/q_einsum/w', fn=_q(n, h, d)),
+        Piece(b + 'self_attn.o_proj.weight', (d, n * h), t + 'attn/attn_vec_einsum/w',
+              fn=_out(n, h, d)),
+        Piece(b + 'self_attn.q_norm.weight', (h,), t + f'attn/{q_norm}/scale'),
+        Piece(b + 'post_attention_layernorm.weight', (d,), t + 'post_attention_norm/scale'),
+        Piece(b + 'post_feedforward_layernorm.weight', (d,), t + 'post_ffw_norm/scale'),
+    ]
+    if not cfg.is_kv_shared(i):  # transformers keeps no K/V weights on KV-shared layers
+      pieces.append(Piece(b + 'self_attn.k_norm.weight', (h,), t + f'attn/{k_norm}/scale'))
+      if cfg.k_eq_v(kind):
+        pieces.append(Piece(b + 'self_attn.k_proj.weight', (k * h, d), t + 'attn/k_einsum/w',
+                            fn=_q(k, h, d)))
+      else:
+        pieces += [Piece(b + 'self_attn.k_proj.weight', (k * h, d), t + 'attn/kv_einsum/w',
+                         (0,), _q(k, h, d)),
+                   Piece(b + 'self_attn.v_proj.weight', (k * h, d), t + 'attn/kv_einsum/w',
+                         (1,), _q(k, h, d))]
+    if cfg.skip_scale:
+      pieces.append(Piece(b + 'layer_scalar', (1,), t + 'skip_scale'))
+    f = cfg.mlp_hidden(i)
+    dense = 'mlp2/' if cfg.is_moe else 'mlp/'
+    pieces += [
+        Piece(b + 'mlp.gate_proj.weight', (f, d), t + dense + 'gating_einsum', (0,)),
+        Piece(b + 'mlp.up_proj.weight', (f, d), t + dense + 'gating_einsum', (1,)),
+        Piece(b + 'mlp.down_proj.weight', (d, f), t + dense + 'linear', fn=_t),
+        Piece(b + 'pre_feedforward_layernorm.weight', (d,),
+              t + ('pre_ffw2_norm/scale' if cfg.is_moe else 'pre_ffw_norm/scale')),
+    ]
+    if cfg.is_moe:
+      e, x = cfg.num_experts, cfg.expert_dim
+      pieces += [
+          Piece(b + 'pre_feedforward_layernorm_2.weight', (d,), t + 'pre_ffw_norm/scale'),
+          Piece(b + 'post_feedforward_layernorm_1.weight', (d,), t + 'post_ffw2_norm/scale'),
+          Piece(b + 'post_feedforward_layernorm_2.weight', (d,), t + 'post_ffw1_norm/scale'),
+          Piece(b + 'experts.gate_up_proj', (e, 2 * x, d), t + 'mlp/gating_einsum/w',
+                fn=lambda a, e=e, x=x: a.reshape(e, 2, x, d)),
+          Piece(b + 'experts.down_proj', (e, d, x), t + 'mlp/linear/w',
+                fn=lambda a: a.transpose(0, 2, 1)),
+          Piece(b + 'router.proj.weight', (e, d), t + 'mlp/router_logits/w', fn=_t),
+          Piece(b + 'router.scale', (d,), t + 'mlp/router_scale'),
+          Piece(b + 'router.per_expert_scale', (e,), t + 'mlp/per_expert_scale'),
+      ]
+    if cfg.per_layer_input_dim:
+      p = cfg.per_layer_input_dim
+      pieces += [
+          Piece(b + 'per_layer_input_gate.weight', (p, d), t + 'per_layer_input_gate/w', fn=_t),
+          Piece(b + 'per_layer_projection.weight', (d, p), t + 'per_layer_projection/w', fn=_t),
+          Piece(b + 'post_per_layer_input_norm.weight', (d,), t + 'post_per_layer_input_norm/scale'),
+      ]
+  return pieces
+
+
+def unused_params(cfg: TransformerConfig) -> dict[str, str]:
+  """Official parameters the model never reads and transformers does not store: the K/V
+  weights and key norm of KV-shared layers. They are filled with zeros (ones for norms)."""
+  out = {}
+  for i, kind in enumerate(cfg.layer_types):
+    if cfg.is_kv_shared(i):
+      t = f'layer_{i}/attn/'
+      out[t + ('k_einsum/w' if cfg.k_eq_v(kind) else 'kv_einsum/w')] = 'zeros'
+      out[t + cfg.qk_norm_names[1] + '/scale'] = 'ones'
+  return out
+
+
+# --- safetensors -----------------------------------------------------------------------
+
+class SafetensorsFiles(loading.Reader):
+  """The tensors of one or more .safetensors files, memory-mapped."""
+
+  def __init__(self, files: list[str]):
+    self.entries: dict[str, tuple[np.memmap, str, tuple[int, ...], int, int]] = {}
+    self.maps = []
+    for file in files:
+      with open(file, 'rb') as f:
+        head = f.read(8)
+        if len(head) < 8:
+          raise ValueError(f'{file!r} is not a safetensors file (too short)')
+        n = int.from_bytes(head, 'little')
+        try:
+          header = json.loads(f.read(n))
+        except ValueError as e:
+          raise ValueError(f'{file!r} is not a safetensors file (bad header: {e})') from e
+      data = np.memmap(file, np.uint8, 'r', offset=8 + n) if os.path.getsize(file) > 8 + n \
+          else np.zeros(0, np.uint8)
+      self.maps.append(data)
+      for name, info in header.items():
+        if name == '__metadata__':
+          continue
+        if info['dtype'] not in _DTYPES:
+          raise ValueError(f'{file!r}: tensor {name} has unsupported dtype {info["dtype"]}')
+        begin, end = info['data_offsets']
+        self.entries[name] = (data, info['dtype'], tuple(info['shape']), begin, end)
+
+  def shapes(self):
+    return {k: v[2] for k, v in self.entries.items()}
+
+  def read(self, name, start=None, stop=None):
+    data, dtype, shape, begin, end = self.entries[name]
+    arr = data[begin:end].view(_DTYPES[dtype]).reshape(shape)
+    if start is not None:
+      arr = arr[start:stop]
+    out = np.array(arr)  # one copy, in the file's dtype; the caller casts
+    return out if out.dtype in (np.float32, ml_dtypes.bfloat16) else out.astype(np.float32)
+
+  def release(self):
+    for data in self.maps:
+      mm = getattr(data, '_mmap', None)
+      if mm is not None:
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def weight_files(path: str) -> list[str]:
+  index = os.path.join(path, 'model.safetensors.index.json')
+  if os.path.isfile(index):
+    with open(index) as f:
+      shards = sorted(set(json.load(f)['weight_map'].values()))
+    missing = [s for s in shards if not os.path.isfile(os.path.join(path, s))]
+    if missing:
+      raise FileNotFoundError(f'{path!r}: shards listed in model.safetensors.index.json are '
+                              f'missing: {", ".join(missing)}')
+    return [os.path.join(path, s) for s in shards]
+  files = sorted(f for f in os.listdir(path) if f.endswith('.safetensors'))
+  if not files:
+    raise FileNotFoundError(f'{path!r} has no .safetensors weights')
+  return [os.path.join(path, f) for f in files]
+
+
+def load_tokenizer(path: str, family: str) -> Gemma4Tokenizer | None:
+  cls = Gemma3Tokenizer if family == 'gemma3' else Gemma4Tokenizer
+  file = os.path.join(path, 'tokenizer.model')
+  return cls(file) if os.path.isfile(file) else None
+
+
+def load(path, model=None, dtype=None, progress: bool | None = None):
+  """(model, params, tokenizer) from a HF directory; see `gemma4.load_checkpoint`."""
+  from gemma4 import models
+  path = os.fspath(path)
+  raw = read_config(path)
+  cfg = config_from_hf(raw)
+  _, family = text_config(raw)
+  reader = SafetensorsFiles(weight_files(path))
+  names = reader.shapes()
+  prefix = 'model.language_model.' if any(k.startswith('model.language_model.') for k in names) \
+      else 'model.'
+  if model is not None and model.config != cfg:
+    raise CheckpointError(f'{path!r} holds a different model than {model.name}: '
+                          + loading.config_diff(model.config, cfg))
+  if model is None:
+    name = next((k for k, v in _config.PRESETS.items()
+                 if v == cfg or v == _strip_encoders(cfg, v)), f'{family}_hf')
+    file_dtype = next(iter(reader.entries.values()))[1]
+    default = np.float32 if file_dtype == 'F32' else ml_dtypes.bfloat16
+    model = models.Model(cfg, dtype=default if dtype is None else dtype, name=name)
+  dtype = model.dtype if dtype is None else dtype
+  dropped = {}
+  encoders = [k for k in names if k.startswith(_ENCODER_PREFIXES)]
+  if encoders:
+    print(f'gemma4: {path}: skipped {len(encoders)} vision/audio encoder tensors '
+          '(the encoders are not implemented yet; the text decoder is loaded)', file=sys.stderr)
+    dropped.update({k: 'encoder' for k in encoders})
+  if 'lm_head.weight' in names:
+    dropped['lm_head.weight'] = 'tied to the embedding'
+  params = loading.fill(reader, text_pieces(cfg, prefix), loading.target_shapes(model.param_specs()),
+                        dtype, dropped=dropped, unused=unused_params(cfg),
+                        what=f'checkpoint {path}', progress=progress)
+  return model, params, load_tokenizer(path, family)
+
+
+def _strip_encoders(cfg, preset):
+  import dataclasses
+  return dataclasses.replace(preset, vision=cfg.vision, audio=cfg.audio)
