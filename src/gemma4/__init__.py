@@ -4,12 +4,14 @@ from gemma4 import models, sampling
 from gemma4.config import PRESETS, TransformerConfig, get_preset
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model, from_reference
+from gemma4.checkpoint import Checkpoint, load_checkpoint
+from gemma4.loading import CheckpointError
 from gemma4.params import check_params, init_params, param_specs
 from gemma4.sampler import Gemma4Sampler, SamplerOutput, SamplingState
 from gemma4.tokenizer import Gemma4Tokenizer
 from gemma4.transformer import forward
 
-__all__ = ['models', 'sampling', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
+__all__ = ['models', 'sampling', 'load_checkpoint', 'Checkpoint', 'CheckpointError', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
            'Gemma4Tokenizer', 'PRESETS', 'TransformerConfig', 'get_preset', 'KVCache', 'init_cache',
            'Model', 'from_reference', 'check_params', 'init_params', 'param_specs',
            'forward']
