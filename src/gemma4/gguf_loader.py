@@ -71,11 +71,10 @@ def _gemma3_config(meta: dict) -> TransformerConfig:
   file_cfg = dict(embed_dim=d, hidden_dim=int(g('feed_forward_length')), num_heads=heads,
                   num_kv_heads=kv, head_dim=head_dim,
                   sliding_window=int(g('attention.sliding_window')),
-                  global_rope_base=float(g('rope.freq_base', 1_000_000.0)),
-                  vocab_size=len(meta.get('_tokens', ())) or 262144)
+                  global_rope_base=float(g('rope.freq_base', 1_000_000.0)))
   for key, preset in _config.PRESETS.items():
     if (preset.family == 'gemma3' and preset.num_layers == n_layers
-        and all(getattr(preset, k) == v for k, v in file_cfg.items() if k != 'vocab_size')):
+        and all(getattr(preset, k) == v for k, v in file_cfg.items())):
       return preset
   # Not a published size: the Gemma 3 constants a GGUF file leaves out, as engines do.
   return dataclasses.replace(
@@ -83,15 +82,66 @@ def _gemma3_config(meta: dict) -> TransformerConfig:
                       file_cfg['sliding_window'], head_dim=head_dim), **file_cfg)
 
 
-def config_from_metadata(meta: dict, path='GGUF file') -> TransformerConfig:
+def config_from_reader(reader, meta: dict, path='GGUF file') -> TransformerConfig:
   arch = architecture(meta, path)
   if arch == 'gemma3':
     return _gemma3_config(meta)
-  return _gemma4_config(meta)
+  tensors = {t.name: t for t in reader.tensors}
+  freqs = tensors.get('rope_freqs.weight')
+  kinds = _per_layer(meta.get('gemma4.attention.sliding_window_pattern', True),
+                     int(meta['gemma4.block_count']))
+  first_global = next((i for i, s in enumerate(kinds) if not s), None)
+  k_eq_v = first_global is not None and f'blk.{first_global}.attn_v.weight' not in tensors
+  return _gemma4_config(meta, None if freqs is None else np.asarray(freqs.data, np.float32),
+                        k_eq_v)
 
 
-def _gemma4_config(meta: dict) -> TransformerConfig:
-  raise NotImplementedError('gemma4 GGUF files are not supported yet')
+def _per_layer(value, n: int) -> list:
+  return list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
+
+
+def _gemma4_config(meta: dict, rope_freqs: np.ndarray | None = None,
+                   k_eq_v: bool = False) -> TransformerConfig:
+  """The config of a llama.cpp `gemma4` file (keys as convert_hf_to_gguf.py writes them)."""
+  g = lambda k, default=None: meta.get(f'gemma4.{k}', default)
+  n = int(g('block_count'))
+  pattern = _per_layer(g('attention.sliding_window_pattern', True), n)
+  kinds = tuple(LOCAL if bool(s) else GLOBAL for s in pattern)
+  first_global = kinds.index(GLOBAL) if GLOBAL in kinds else None
+  kv = _per_layer(g('attention.head_count_kv'), n)
+  ffw = _per_layer(g('feed_forward_length'), n)
+  head_dim = int(g('attention.key_length_swa', g('attention.key_length')))
+  global_dim = int(g('attention.key_length'))
+  local_kv = int(kv[kinds.index(LOCAL)]) if LOCAL in kinds else int(kv[0])
+  global_kv = int(kv[first_global]) if first_global is not None else local_kv
+  global_prop = 1.0
+  if rope_freqs is not None:  # 1.0 for rotated frequencies, 1e30 for the rest
+    global_prop = float(np.sum(rope_freqs < 2.0)) / (global_dim // 2)
+  n_shared = int(g('attention.shared_kv_layers', 0))
+  experts = int(g('expert_count', 0) or 0)
+  cfg = TransformerConfig(
+      vocab_size=262144, embed_dim=int(g('embedding_length')), hidden_dim=int(ffw[0]),
+      num_heads=int(g('attention.head_count')), num_kv_heads=local_kv, head_dim=head_dim,
+      global_head_dim=global_dim, num_global_kv_heads=global_kv if global_kv != local_kv else None,
+      k_eq_v_global=k_eq_v, layer_types=kinds,
+      sliding_window=int(g('attention.sliding_window')),
+      local_rope_base=float(g('rope.freq_base_swa', 10_000.0)),
+      global_rope_base=float(g('rope.freq_base', 1_000_000.0)),
+      local_rope_proportion=float(g('rope.dimension_count_swa', head_dim)) / head_dim,
+      global_rope_proportion=global_prop,
+      final_logit_softcap=float(g('final_logit_softcapping', 30.0)),
+      per_layer_input_dim=int(g('embedding_length_per_layer_input', 0) or 0),
+      num_kv_shared_layers=n_shared,
+      kv_shared_hidden_dim=int(ffw[-1]) if n_shared and ffw[-1] != ffw[0] else None,
+      num_experts=experts, expert_dim=int(g('expert_feed_forward_length', 0) or 0) if experts else 0,
+      top_k_experts=int(g('expert_used_count', 0) or 0) if experts else 0)
+  # What a GGUF file does not say (bidirectional vision attention, the encoders) comes
+  # from the preset of the same shape.
+  for preset in _config.PRESETS.values():
+    same = dataclasses.replace(preset, bidirectional_vision=False, vision=None, audio=None)
+    if same == cfg:
+      return preset
+  return cfg
 
 
 # --- tensors -------------------------------------------------------------------------
@@ -223,9 +273,16 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   meta = metadata(reader)
   arch = architecture(meta, path)
   tokenizer = tokenizer_from_reader(reader, arch, path)
-  cfg = config_from_metadata(meta, path)
-  if tokenizer.vocab_size != cfg.vocab_size:
-    cfg = dataclasses.replace(cfg, vocab_size=tokenizer.vocab_size)
+  cfg = config_from_reader(reader, meta, path)
+  embed = next((t for t in reader.tensors if t.name == 'token_embd.weight'), None)
+  if embed is None:
+    raise CheckpointError(f'{os.fspath(path)!r} has no token_embd.weight')
+  rows = int(embed.shape[-1])  # GGUF dims are fastest-first: [D, V]
+  if rows != cfg.vocab_size:
+    cfg = dataclasses.replace(cfg, vocab_size=rows)
+  if tokenizer.vocab_size != rows:
+    raise CheckpointError(f'{os.fspath(path)!r}: its tokenizer has {tokenizer.vocab_size} '
+                          f'pieces but token_embd.weight has {rows} rows')
   if model is not None:
     if model.config != cfg:
       raise CheckpointError(f'{os.fspath(path)!r} holds a different model than {model.name}: '
@@ -236,12 +293,68 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   dtype = model.dtype if dtype is None else dtype
   if model.dtype != dtype:
     model = dataclasses.replace(model, dtype=dtype)
-  pieces = gemma3_pieces(cfg) if arch == 'gemma3' else _gemma4_pieces(cfg)
+  if arch == 'gemma3':
+    pieces, dropped, unused = gemma3_pieces(cfg), {}, {}
+  else:
+    from gemma4 import hf_loader
+    pieces = gemma4_pieces(cfg)
+    dropped = {'rope_freqs.weight': 'read into the config (partial RoPE)'}
+    unused = hf_loader.unused_params(cfg)
   params = loading.fill(GGUFTensors(reader), pieces, loading.target_shapes(model.param_specs()),
-                        dtype, what=f'GGUF file {os.path.basename(os.fspath(path))}',
+                        dtype, dropped=dropped, unused=unused,
+                        what=f'GGUF file {os.path.basename(os.fspath(path))}',
                         progress=progress)
   return model, params, tokenizer
 
 
-def _gemma4_pieces(cfg):
-  raise NotImplementedError
+# transformers name (after 'model.') -> llama.cpp name, for the gemma4 text tensors.
+_GEMMA4_NAMES = {
+    'embed_tokens.weight': 'token_embd.weight',
+    'norm.weight': 'output_norm.weight',
+    'embed_tokens_per_layer.weight': 'per_layer_token_embd.weight',
+    'per_layer_model_projection.weight': 'per_layer_model_proj.weight',
+    'per_layer_projection_norm.weight': 'per_layer_proj_norm.weight',
+}
+_GEMMA4_LAYER_NAMES = {
+    'input_layernorm.weight': 'attn_norm.weight',
+    'self_attn.q_proj.weight': 'attn_q.weight',
+    'self_attn.k_proj.weight': 'attn_k.weight',
+    'self_attn.v_proj.weight': 'attn_v.weight',
+    'self_attn.o_proj.weight': 'attn_output.weight',
+    'self_attn.q_norm.weight': 'attn_q_norm.weight',
+    'self_attn.k_norm.weight': 'attn_k_norm.weight',
+    'post_attention_layernorm.weight': 'post_attention_norm.weight',
+    'pre_feedforward_layernorm.weight': 'ffn_norm.weight',
+    'post_feedforward_layernorm.weight': 'post_ffw_norm.weight',
+    'pre_feedforward_layernorm_2.weight': 'pre_ffw_norm_2.weight',
+    'post_feedforward_layernorm_1.weight': 'post_ffw_norm_1.weight',
+    'post_feedforward_layernorm_2.weight': 'post_ffw_norm_2.weight',
+    'mlp.gate_proj.weight': 'ffn_gate.weight',
+    'mlp.up_proj.weight': 'ffn_up.weight',
+    'mlp.down_proj.weight': 'ffn_down.weight',
+    'layer_scalar': 'layer_output_scale.weight',
+    'per_layer_input_gate.weight': 'inp_gate.weight',
+    'per_layer_projection.weight': 'proj.weight',
+    'post_per_layer_input_norm.weight': 'post_norm.weight',
+    'router.proj.weight': 'ffn_gate_inp.weight',
+    'router.scale': 'ffn_gate_inp.scale',
+    'router.per_expert_scale': 'ffn_down_exps.scale',
+    'experts.gate_up_proj': 'ffn_gate_up_exps.weight',
+    'experts.down_proj': 'ffn_down_exps.weight',
+}
+
+
+def gguf_name(hf_name: str) -> str:
+  """The llama.cpp name of a transformers Gemma 4 text tensor ('model.layers.3.…')."""
+  name = hf_name.removeprefix('model.language_model.').removeprefix('model.')
+  if name in _GEMMA4_NAMES:
+    return _GEMMA4_NAMES[name]
+  _, layer, rest = name.split('.', 2)
+  return f'blk.{layer}.{_GEMMA4_LAYER_NAMES[rest]}'
+
+
+def gemma4_pieces(cfg: TransformerConfig) -> list[Piece]:
+  """The HF key map with llama.cpp names: the converter writes every text tensor in
+  transformers' own shape, norms without an offset (Gemma 4 has none)."""
+  from gemma4 import hf_loader
+  return [dataclasses.replace(p, source=gguf_name(p.source)) for p in hf_loader.text_pieces(cfg)]
