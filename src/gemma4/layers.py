@@ -40,11 +40,44 @@ def rope(x: jax.Array, positions: jax.Array, base: float, proportion: float = 1.
   return out.astype(x.dtype)
 
 
+# The official weight layouts put the contracted axis of some projections in the middle
+# or last ([N, D, H], [2, F, D], [V, D]). Written as plain einsums, XLA on CPU copies
+# (transposes) such a weight on every call, which dominates decoding. The helpers below
+# keep every weight in its stored layout: a weight whose contracted axis is last is the
+# left operand of a 2-D matmul; [N, D, H] is a batched matmul over N for short inputs.
+_SHORT = 64  # up to this many tokens, broadcast the input over heads instead
+
+
+def rows_dot(w: jax.Array, x: jax.Array, preferred_element_type=None) -> jax.Array:
+  """x @ w.T for w [O, D] (contracted axis last) without moving w. x: [..., D] -> [..., O]."""
+  lead = x.shape[:-1]
+  y = jax.lax.dot_general(w, x.reshape(-1, x.shape[-1]), (((1,), (1,)), ((), ())),
+                          preferred_element_type=preferred_element_type)  # [O, M]
+  return y.T.reshape(*lead, w.shape[0])
+
+
+def head_proj(x: jax.Array, w: jax.Array) -> jax.Array:
+  """einsum('BTD,NDH->BTNH') that leaves w [N, D, H] in place for short inputs."""
+  b, t, d = x.shape
+  if b * t > _SHORT:  # prefill: the weight copy is paid once for many tokens
+    return jnp.einsum('BTD,NDH->BTNH', x, w)
+  xb = jnp.broadcast_to(x.reshape(1, b * t, d), (w.shape[0], b * t, d))
+  y = jax.lax.dot_general(xb, w, (((2,), (1,)), ((0,), (0,))))  # [N, M, H]
+  return y.transpose(1, 0, 2).reshape(b, t, w.shape[0], w.shape[2])
+
+
+def heads_out(x: jax.Array, w: jax.Array) -> jax.Array:
+  """einsum('BTNH,NHD->BTD') as one 2-D matmul over N*H (w [N, H, D] is contiguous)."""
+  b, t, n, h = x.shape
+  return (x.reshape(b * t, n * h) @ w.reshape(n * h, w.shape[-1])).reshape(b, t, -1)
+
+
 def gated_mlp(x: jax.Array, w_gating: jax.Array, w_linear: jax.Array) -> jax.Array:
   """GELU-tanh gated MLP. x: [..., D]; w_gating: [2, F, D]; w_linear: [F, D]."""
-  gate = jnp.einsum('...D,FD->...F', x, w_gating[0])
-  up = jnp.einsum('...D,FD->...F', x, w_gating[1])
-  return jnp.einsum('...F,FD->...D', jax.nn.gelu(gate, approximate=True) * up, w_linear)
+  f = w_gating.shape[1]
+  both = rows_dot(w_gating.reshape(2 * f, w_gating.shape[2]), x)  # gate rows, then up rows
+  gate, up = both[..., :f], both[..., f:]
+  return (jax.nn.gelu(gate, approximate=True) * up) @ w_linear
 
 
 def softcap(x: jax.Array, cap: float | None) -> jax.Array:

@@ -6,7 +6,8 @@ must have, and the NumPy function that rearranges it. `fill` checks the whole pl
 before reading a byte (every parameter covered exactly once, every file tensor used or
 deliberately dropped, every shape right) and then streams the tensors to the device:
 only one tensor (row blocks of it, for the big tables) is ever held on the host beside
-the parameters already placed, so a load never holds two copies of the weights.
+the parameters already placed, and each parameter is built in a 64-byte aligned host
+buffer that `jax.device_put` aliases on CPU, so a load never holds two copies.
 """
 
 from __future__ import annotations
@@ -131,25 +132,24 @@ class Progress:
               f'({now - self.t0:.1f} s)', end=end, file=sys.stderr, flush=True)
 
 
-@jax.jit
-def _put_rows(buf: jax.Array, block: jax.Array, start: jax.Array) -> jax.Array:
-  return jax.lax.dynamic_update_slice_in_dim(buf, block, start, axis=0)
+def host_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
+  """An uninitialised array aligned to 64 bytes: jax.device_put on CPU then aliases it
+  instead of copying, so a parameter exists once, not twice, during a load."""
+  dtype = np.dtype(dtype)
+  n = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(n + 64, np.uint8)
+  start = (-raw.ctypes.data) % 64
+  return raw[start:start + n].view(dtype).reshape(shape)
 
 
-_put_rows_donated = jax.jit(_put_rows.__wrapped__, donate_argnums=0)
-
-
-def _place_rows(reader: Reader, piece: Piece, shape: tuple[int, ...], dtype) -> jax.Array:
-  """The target built on the device in row blocks, so no full host copy exists."""
-  row_bytes = max(1, int(np.prod(shape[1:])) * jnp.dtype(dtype).itemsize)
+def _fill_rows(reader: Reader, piece: Piece, host: np.ndarray) -> None:
+  """Reads a big tensor in row blocks of about _BLOCK_BYTES straight into `host`."""
+  row_bytes = max(1, host[0].nbytes)
   step = max(1, _BLOCK_BYTES // row_bytes)
-  buf = jnp.zeros(shape, dtype)
-  for start in range(0, shape[0], step):
-    stop = min(start + step, shape[0])
-    block = np.asarray(_apply(piece, reader.read(piece.source, start, stop)), dtype)
-    buf = _put_rows_donated(buf, jnp.asarray(block), jnp.int32(start))
+  for start in range(0, host.shape[0], step):
+    stop = min(start + step, host.shape[0])
+    host[start:stop] = _apply(piece, reader.read(piece.source, start, stop))
     reader.release()
-  return buf
 
 
 def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
@@ -180,10 +180,10 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
     nbytes = int(np.prod(shape)) * dtype.itemsize
+    host = host_buffer(shape, dtype)
     if len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES:
-      flat[target] = _place_rows(reader, group[0], shape, dtype)
+      _fill_rows(reader, group[0], host)
     else:
-      host = np.empty(shape, dtype)
       for p in group:
         value = _apply(p, reader.read(p.source))
         if value.shape != host[p.index].shape:  # a mapping bug, not a user error
@@ -191,10 +191,10 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
                                f'!= {host[p.index].shape}')
         host[p.index] = value
         del value
-      flat[target] = jax.device_put(host)
-      flat[target].block_until_ready()
-      del host
       reader.release()
+    flat[target] = jax.device_put(host)
+    flat[target].block_until_ready()
+    del host
     bar.add(nbytes)
   gc.collect()
   return unflatten(flat)

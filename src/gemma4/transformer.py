@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from gemma4.attention import attend, make_mask, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
 from gemma4.kv_cache import KVCache, scatter, write_slots
-from gemma4.layers import gated_mlp, rms_norm, rope, softcap
+from gemma4.layers import gated_mlp, head_proj, heads_out, rms_norm, rope, rows_dot, softcap
 from gemma4.moe import moe_mlp
 
 
@@ -38,9 +38,11 @@ def _project_kv(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str,
                 positions: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Normed, rotated keys and normed values of x: [B, T, D] -> 2 x [B, T, K, H]."""
   if cfg.k_eq_v(kind):
-    k = v = jnp.einsum('BTD,KDH->BTKH', x, p['k_einsum']['w'])
+    k = v = head_proj(x, p['k_einsum']['w'])
   else:
-    k, v = jnp.einsum('BTD,CKDH->CBTKH', x, p['kv_einsum']['w'])
+    w = p['kv_einsum']['w']  # [2, K, D, H]
+    kv = head_proj(x, w.reshape(2 * w.shape[1], *w.shape[2:]))  # [B, T, 2K, H]
+    k, v = kv[:, :, :w.shape[1]], kv[:, :, w.shape[1]:]
   k = rms_norm(k, p[cfg.qk_norm_names[1]]['scale'] if cfg.qk_norm_with_scale else None,
                offset=cfg.norm_offset)
   if cfg.value_norm:
@@ -62,7 +64,7 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   (keys, values) for the cache write (None for a shared layer).
   """
   base, proportion, scale = cfg.rope(kind)
-  q = jnp.einsum('BTD,NDH->BTNH', x, p['q_einsum']['w'])
+  q = head_proj(x, p['q_einsum']['w'])
   q = rms_norm(q, p[cfg.qk_norm_names[0]]['scale'] if cfg.qk_norm_with_scale else None,
                offset=cfg.norm_offset)
   q = rope(q, ctx['positions'], base, proportion, scale)
@@ -84,7 +86,7 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
                    cfg.sliding_window if kind == LOCAL else None,
                    ctx['blocks'] if bidir else None, k_block if bidir else None)
   out = attend(q, k, v, mask, cfg.attn_logits_softcap)
-  return jnp.einsum('BTNH,NHD->BTD', out, p['attn_vec_einsum']['w']), context, new_kv
+  return heads_out(out, p['attn_vec_einsum']['w']), context, new_kv
 
 
 def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
@@ -173,7 +175,7 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     last = jnp.maximum(jnp.sum(valid, axis=-1) - 1, 0)
     x = x[jnp.arange(b), last][:, None]
   table = params['embedder']['input_embedding']
-  logits = jnp.einsum('BTD,VD->BTV', x, table, preferred_element_type=jnp.float32)
+  logits = rows_dot(table, x, preferred_element_type=jnp.float32)  # [B, T, V]
   logits = softcap(logits, cfg.final_logit_softcap)
   if last_only:
     logits = logits[:, 0]
