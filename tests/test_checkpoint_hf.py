@@ -196,3 +196,25 @@ def test_layout_errors(tmp_path):
   (tmp_path / 'config.json').write_text('{"model_type": "llama"}')
   with pytest.raises(ValueError, match="model_type 'llama' is not a Gemma"):
     gemma4.load_checkpoint(tmp_path)
+
+
+def test_multimodal_checkpoint_loads_its_decoder_and_says_encoders_were_skipped(tmp_path, capsys):
+  """The published layout: Gemma4ForConditionalGeneration, decoder under
+  model.language_model., encoders beside it, config.json with a text_config."""
+  src = _arange_checkpoint(tmp_path / 'text', DENSE)
+  text = gemma4.load_checkpoint(tmp_path / 'text')
+  mm = {'model.language_model.' + k.removeprefix('model.'): v for k, v in src.items()}
+  mm['model.vision_tower.patch_embedder.input_proj.weight'] = np.zeros((4, 4), np.float32)
+  mm['model.embed_audio.embedding_projection.weight'] = np.zeros((4, 4), np.float32)
+  os.makedirs(tmp_path / 'mm')
+  safetensors_numpy.save_file(mm, os.path.join(tmp_path, 'mm', 'model.safetensors'))
+  text_config = dict(DENSE, model_type='gemma4_text', global_head_dim=32)
+  with open(tmp_path / 'mm' / 'config.json', 'w') as f:
+    json.dump({'model_type': 'gemma4', 'text_config': text_config,
+               'vision_config': {}, 'audio_config': {}}, f)
+  capsys.readouterr()
+  ckpt = gemma4.load_checkpoint(tmp_path / 'mm')
+  assert 'skipped 2 vision/audio encoder tensors' in capsys.readouterr().err
+  flat_a, flat_b = gemma4.params._flatten(text.params), gemma4.params._flatten(ckpt.params)
+  assert flat_a.keys() == flat_b.keys()
+  assert all(np.array_equal(np.asarray(flat_a[k]), np.asarray(flat_b[k])) for k in flat_a)

@@ -58,3 +58,19 @@ def test_greedy_tokens_equal_transformers_float32(ckpt):
         break
       compared += 1
   assert compared >= 0.9 * len(GOLDEN['cases']) * GOLDEN['new_tokens']
+
+
+def test_tokenizer_built_from_tokenizer_json_equals_transformers(tmp_path, ckpt):
+  """A HF directory with only tokenizer.json (transformers' own, written from the same
+  GGUF vocabulary): gemma4's SentencePiece conversion gives transformers' ids."""
+  transformers = pytest.importorskip('transformers')
+  from gemma4 import hf_loader, tokenizer
+  path = gemma4.default_checkpoint_path()
+  hf = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
+                                                  gguf_file=os.path.basename(path))
+  hf.save_pretrained(tmp_path)
+  ours = hf_loader.load_tokenizer(str(tmp_path), 'gemma3')
+  assert isinstance(ours, tokenizer.Gemma3Tokenizer)
+  for case in GOLDEN['tokenizer'] + [{'text': c['prompt'], 'ids': c['prompt_ids']}
+                                     for c in GOLDEN['cases']]:
+    assert ours.encode(case['text'], add_bos=True) == case['ids'], case['text']

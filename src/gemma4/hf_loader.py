@@ -289,9 +289,53 @@ def weight_files(path: str) -> list[str]:
 
 
 def load_tokenizer(path: str, family: str) -> Gemma4Tokenizer | None:
+  """tokenizer.model beside the weights, else one built from tokenizer.json, else None."""
   cls = Gemma3Tokenizer if family == 'gemma3' else Gemma4Tokenizer
   file = os.path.join(path, 'tokenizer.model')
-  return cls(file) if os.path.isfile(file) else None
+  if os.path.isfile(file):
+    return cls(file)
+  file = os.path.join(path, 'tokenizer.json')
+  if os.path.isfile(file):
+    return cls(proto=sentencepiece_from_tokenizer_json(file))
+  return None
+
+
+def sentencepiece_from_tokenizer_json(file: str) -> bytes:
+  """The SentencePiece BPE model equal to a HF tokenizer.json of Gemma's kind (BPE with
+  byte fallback): pieces in id order; a piece made by merge number r scores -r, so that
+  SentencePiece's highest-score merge is transformers' lowest-rank merge; added tokens
+  are user-defined pieces (matched in text), ids 0-3 the reserved ones."""
+  from gemma4.tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, USER_DEFINED, sentencepiece_proto
+  with open(file, encoding='utf-8') as f:
+    j = json.load(f)
+  model = j.get('model', {})
+  if model.get('type') != 'BPE':
+    raise ValueError(f'{file!r}: tokenizer model {model.get("type")!r} is not BPE')
+  vocab = model['vocab']
+  added = {t['id']: t['content'] for t in j.get('added_tokens', [])}
+  n = max(max(vocab.values()), max(added, default=-1)) + 1
+  pieces = [''] * n
+  for piece, i in vocab.items():
+    pieces[i] = piece
+  for i, piece in added.items():
+    pieces[i] = piece.replace(' ', '\u2581')
+  rank = {}
+  for r, merge in enumerate(model.get('merges', [])):
+    a, b = merge.split(' ', 1) if isinstance(merge, str) else merge
+    rank.setdefault(a + b, r)
+  scores, types = [], []
+  for i, piece in enumerate(pieces):
+    if i in added:
+      kind = {0: CONTROL, 1: CONTROL, 2: CONTROL, 3: UNKNOWN}.get(i, USER_DEFINED)
+      scores.append(0.0)
+    elif len(piece) == 6 and piece.startswith('<0x') and piece.endswith('>'):
+      kind = BYTE
+      scores.append(0.0)
+    else:
+      kind = NORMAL
+      scores.append(-float(rank.get(piece, len(rank) + i)) if len(piece) > 1 else -float(len(rank)))
+    types.append(kind)
+  return sentencepiece_proto(pieces, scores, types)
 
 
 def load(path, model=None, dtype=None, progress: bool | None = None):
