@@ -147,9 +147,12 @@ def _sampler(args, model, params, tokenizer):
   for f in args.image + args.audio:
     if not os.path.isfile(f):
       raise CliError(f'file not found: {f}')
+  # Finer prompt buckets than the API default (256, 512, 1024): a terminal runs one
+  # prompt per process, so a short prompt should not pay a 256-token prefill.
+  buckets = tuple(b for b in (32, 64, 128, 256, 512, 1024, 2048) if b < args.cache_length)
   return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
                               sampling=_sampling(args), cache_length=args.cache_length,
-                              max_out_length=args.max_new_tokens)
+                              max_out_length=args.max_new_tokens, pad_length=buckets or None)
 
 
 def _stream(sampler, prompt, args, last_state=None):
