@@ -121,7 +121,7 @@ def test_arange_tensors_land_where_the_key_map_says(tmp_path):
   src = _arange_checkpoint(tmp_path, DENSE)
   ckpt = gemma4.load_checkpoint(tmp_path)
   p = {k: np.asarray(v) for k, v in gemma4.params._flatten(ckpt.params).items()}
-  n, h, d, k = 4, 16, 64, 2
+  n, h, d = 4, 16, 64
   q = src['model.layers.0.self_attn.q_proj.weight']  # [N*H, D]
   assert np.array_equal(p['layer_0/attn/q_einsum/w'], q.reshape(n, h, d).transpose(0, 2, 1))
   o = src['model.layers.2.self_attn.o_proj.weight']  # [D, N*H], global H = 32

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -221,10 +220,3 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
 def target_shapes(specs: Mapping) -> dict[str, tuple[int, ...]]:
   """Flat 'a/b/c' -> shape of the official tree given by `param_specs`."""
   return {k: tuple(v.shape) for k, v in _flatten(specs).items()}
-
-
-def file_error(path: str | os.PathLike, problem: str) -> FileNotFoundError | ValueError:
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    return FileNotFoundError(f'checkpoint not found: {path!r}')
-  return ValueError(f'{path!r}: {problem}')
