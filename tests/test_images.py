@@ -100,3 +100,15 @@ def test_bad_images_raise_clear_errors(image, message):
 def test_budget_must_be_one_of_five(budget):
   with pytest.raises(ValueError, match='must be one of 70, 140, 280, 560, 1120'):
     images.preprocess(_image(10, 10), budget)
+
+
+def test_expand_image_tokens_per_prompt_counts():
+  ids = [2, 10, 258880, 11, 258880, 12]
+  out = images.expand_image_tokens(ids, [3, 1])
+  assert out == [2, 10, 108, 255999, -2, -2, -2, 258882, 108, 11,
+                 108, 255999, -2, 258882, 108, 12]
+  assert images.expand_image_tokens([2, 5], []) == [2, 5]
+  with pytest.raises(ValueError, match='prompt 1 has 2 <|image|> placeholders but 1 image'):
+    images.expand_image_tokens(ids, [3], prompt_index=1)
+  with pytest.raises(ValueError, match='has 0 <|image|> placeholders but 2 images'):
+    images.expand_image_tokens([2, 5], [1, 1])

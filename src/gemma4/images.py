@@ -130,3 +130,27 @@ def preprocess(image: Any, budget: int = 1120, patch: int = PATCH, pool: int = P
   rows, cols = np.divmod(np.arange(n), gw)
   positions[:n, 0], positions[:n, 1] = cols, rows
   return Patches(patches, positions, n // pool ** 2, (th, tw))
+
+
+SOFT_TOKEN = -2  # where an image's soft tokens go in an expanded sequence (the official id)
+_IMAGE_PLACEHOLDER, _START, _END, _DOUBLE_NEWLINE = 258880, 255999, 258882, 108
+
+
+def expand_image_tokens(ids: list[int], soft_token_counts: list[int],
+                        prompt_index: int = 0) -> list[int]:
+  """Each `<|image|>` (258880) of one prompt becomes `\\n\\n`, `<|image>`, N soft-token
+  slots (SOFT_TOKEN), `<image|>`, `\\n\\n`, with N that image's own count (the official
+  `add_variable_extra_tokens_for_images`, one prompt at a time)."""
+  found = sum(1 for t in ids if t == _IMAGE_PLACEHOLDER)
+  if found != len(soft_token_counts):
+    raise ValueError(f'prompt {prompt_index} has {found} <|image|> placeholder'
+                     f'{"" if found == 1 else "s"} but {len(soft_token_counts)} '
+                     f'image{"" if len(soft_token_counts) == 1 else "s"}; they must match')
+  out, k = [], 0
+  for t in ids:
+    if t == _IMAGE_PLACEHOLDER:
+      out += [_DOUBLE_NEWLINE, _START] + [SOFT_TOKEN] * soft_token_counts[k] + [_END, _DOUBLE_NEWLINE]
+      k += 1
+    else:
+      out.append(t)
+  return out

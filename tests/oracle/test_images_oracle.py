@@ -44,3 +44,12 @@ def test_grayscale_rgba_and_pil_inputs_equal_official():
     patches, positions, n = _official(image, 280)
     assert ours.num_soft_tokens == n
     assert np.array_equal(ours.patches, patches) and np.array_equal(ours.positions, positions)
+
+
+def test_expansion_equals_official():
+  from gemma.gm.vision import _token_utils
+  ids = [2, 10, 258880, 11, 258880, 12, 258880]
+  counts = [5, 1, 64]
+  theirs = _token_utils.add_variable_extra_tokens_for_images(np.asarray([ids]),
+                                                             soft_token_counts=counts)[0]
+  assert images.expand_image_tokens(ids, counts) == theirs.tolist()
