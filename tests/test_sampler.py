@@ -142,6 +142,8 @@ def test_bad_input_errors_before_compute(model, tok):
     s.sample('Hello', max_new_tokens=17)
   with pytest.raises(ValueError, match='must be exactly one token'):
     make(model, tok, stop_tokens=['Hello world'])
+  with pytest.raises(ValueError, match='max_soft_tokens must be one of 70, 140, 280, 560, 1120, got 256'):
+    make(model, tok, max_soft_tokens=256)
   with pytest.raises(ValueError, match='must be exactly one token'):
     make(model, tok, forbidden_tokens=['quick brown'])
   with pytest.raises(ValueError, match='prompt is an empty list'):

@@ -228,6 +228,8 @@ class Gemma4Sampler:
     if self.tokenizer.vocab_size != self.model.config.vocab_size:
       raise ValueError(f'the tokenizer has {self.tokenizer.vocab_size} pieces but the model '
                        f'{self.model.config.vocab_size}; they must match')
+    from gemma4.images import check_budget
+    check_budget(self.max_soft_tokens)  # one of 70, 140, 280, 560, 1120, before any work
     for name in ('cache_length', 'max_out_length'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
