@@ -119,7 +119,9 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
   flat, treedef = jax.tree.flatten(param_specs(cfg), is_leaf=_is_spec)
   leaves = []
   for s in flat:
-    if s.init in ('ones', 'zeros'):
+    if s.init in ('clip_min', 'clip_max'):  # vision clipped linears: no clipping
+      x = np.full(s.shape, -np.inf if s.init == 'clip_min' else np.inf)
+    elif s.init in ('ones', 'zeros'):
       x = float(s.init == 'ones') + noise * rng.standard_normal(s.shape)
     elif s.init == 'embed':
       x = 0.25 * rng.standard_normal(s.shape, dtype=np.float32)

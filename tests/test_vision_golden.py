@@ -1,0 +1,37 @@
+"""The vision encoders against the official gemma==4.0.1 outputs recorded by the oracle
+suite (tests/oracle/test_vision_oracle.py, GEMMA4_WRITE_GOLDEN=1): tiny encoders of both
+variants, float32, an image that fills the patch budget, outputs within 1e-4."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gemma4 import vision
+from gemma4.config import VisionConfig
+from gemma4.loading import unflatten
+
+HERE = os.path.join(os.path.dirname(__file__), 'golden')
+
+
+@pytest.mark.parametrize('variant', ['clipped', 'standardized'])
+def test_encoder_matches_official_within_1e4(variant):
+  g = np.load(os.path.join(HERE, f'vision_{variant}.npz'))
+  params = unflatten({k[6:]: jnp.asarray(g[k]) for k in g.files if k.startswith('param/')})
+  cfg = VisionConfig(d_model=64, num_layers=2, num_heads=4, ffw_hidden=96,
+                     pos_emb_shape_yx=(50, 2), use_clipped_linears=variant == 'clipped',
+                     standardize_embeddings=variant == 'standardized')
+  with jax.default_matmul_precision('highest'):
+    ours, mask = jax.jit(vision.encode, static_argnums=1)(params, cfg, jnp.asarray(g['patches']),
+                                                          jnp.asarray(g['positions']))
+  assert np.array_equal(np.asarray(mask), g['official_mask'])
+  assert float(np.max(np.abs(np.asarray(ours) - g['official']))) < 1e-4
+
+
+def test_projection_is_unscaled_rms_then_matmul():
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 8)), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(1).standard_normal((8, 3)), jnp.float32)
+  want = (x / jnp.sqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6)) @ w
+  assert float(jnp.max(jnp.abs(vision.project(x, w) - want))) < 1e-5
