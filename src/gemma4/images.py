@@ -133,7 +133,8 @@ def preprocess(image: Any, budget: int = 1120, patch: int = PATCH, pool: int = P
 
 
 SOFT_TOKEN = -2  # where an image's soft tokens go in an expanded sequence (the official id)
-_IMAGE_PLACEHOLDER, _START, _END, _DOUBLE_NEWLINE = 258880, 255999, 258882, 108
+IMAGE_PLACEHOLDER = 258880  # <|image|>
+_START, _END, _DOUBLE_NEWLINE = 255999, 258882, 108
 
 
 def expand_image_tokens(ids: list[int], soft_token_counts: list[int],
@@ -141,14 +142,14 @@ def expand_image_tokens(ids: list[int], soft_token_counts: list[int],
   """Each `<|image|>` (258880) of one prompt becomes `\\n\\n`, `<|image>`, N soft-token
   slots (SOFT_TOKEN), `<image|>`, `\\n\\n`, with N that image's own count (the official
   `add_variable_extra_tokens_for_images`, one prompt at a time)."""
-  found = sum(1 for t in ids if t == _IMAGE_PLACEHOLDER)
+  found = sum(1 for t in ids if t == IMAGE_PLACEHOLDER)
   if found != len(soft_token_counts):
     raise ValueError(f'prompt {prompt_index} has {found} <|image|> placeholder'
                      f'{"" if found == 1 else "s"} but {len(soft_token_counts)} '
                      f'image{"" if len(soft_token_counts) == 1 else "s"}; they must match')
   out, k = [], 0
   for t in ids:
-    if t == _IMAGE_PLACEHOLDER:
+    if t == IMAGE_PLACEHOLDER:
       out += [_DOUBLE_NEWLINE, _START] + [SOFT_TOKEN] * soft_token_counts[k] + [_END, _DOUBLE_NEWLINE]
       k += 1
     else:

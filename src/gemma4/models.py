@@ -24,7 +24,9 @@ class Model:
   """A decoder config plus the dtype its parameters are kept in.
 
   text_only: as in the official library, True (the default) leaves the vision and
-    audio encoders out of the model; their configs stay in `config`.
+    audio encoders out of the model; their configs stay in `config`. With False the
+    parameter tree also holds `vision_encoder` and `embedder/mm_input_projection`
+    (float32, as the official library keeps them). The audio encoder is not there yet.
   """
 
   config: TransformerConfig
@@ -32,25 +34,30 @@ class Model:
   text_only: bool = True
   name: str = 'custom'
 
-  def __post_init__(self):
-    if not self.text_only:
-      raise NotImplementedError(
-          'the vision and audio encoders are not implemented yet; use text_only=True')
+  @property
+  def has_vision(self) -> bool:
+    return not self.text_only and self.config.vision is not None
 
   def param_specs(self) -> dict:
-    return _params.param_specs(self.config)
+    specs = _params.param_specs(self.config)
+    if self.has_vision:
+      from gemma4 import vision
+      specs['vision_encoder'] = vision.param_specs(self.config.vision)
+      specs['embedder']['mm_input_projection'] = vision.projection_spec(
+          self.config.vision, self.config.embed_dim)
+    return specs
 
   def eval_shape(self) -> dict:
     """The parameter tree as ShapeDtypeStructs, allocating nothing."""
-    return _params.shape_tree(self.config, self.dtype)
+    return _params.shape_tree(self.config, self.dtype, self.param_specs())
 
   def init(self, seed: int = 0) -> dict:
     """Random parameters (see `gemma4.params.init_params`), in `self.dtype`."""
-    return _params.init_params(self.config, seed, self.dtype)
+    return _params.init_params(self.config, seed, self.dtype, specs=self.param_specs())
 
   def check_params(self, params) -> dict:
     """The bare parameter tree, after checking every name, shape and float dtype."""
-    _params.check_params(self.config, params)
+    _params.check_params(self.config, params, specs=self.param_specs())
     return _params.unwrap(params)
 
   def init_cache(self, batch_size: int, length: int, dtype=None) -> KVCache:
@@ -110,9 +117,16 @@ def tiny_config(preset: str) -> TransformerConfig:
   return dataclasses.replace(base, **tiny)
 
 
-def tiny(preset: str, dtype=jnp.float32) -> Model:
-  """The tiny model derived from `preset` (see `tiny_config`)."""
-  return Model(tiny_config(preset), dtype=dtype, name='tiny_' + _config.get_preset_key(preset))
+TINY_VISION = dict(d_model=64, num_layers=2, num_heads=4, ffw_hidden=96, pos_emb_shape_yx=(256, 2))
+
+
+def tiny(preset: str, dtype=jnp.float32, text_only: bool = True) -> Model:
+  """The tiny model derived from `preset` (see `tiny_config`). With text_only=False it
+  carries a tiny vision encoder of the preset's variant (2 layers of width 64)."""
+  cfg = tiny_config(preset)
+  if not text_only and cfg.vision is not None:
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **TINY_VISION))
+  return Model(cfg, dtype=dtype, text_only=text_only, name='tiny_' + _config.get_preset_key(preset))
 
 
 def _attn_kind(t) -> str:

@@ -101,14 +101,31 @@ def _is_spec(x) -> bool:
   return isinstance(x, ParamSpec)
 
 
-def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16) -> dict:
+def _is_encoder(path: str) -> bool:
+  """Encoder params and their projections stay float32 (as in the official library)."""
+  return path.startswith(('vision_encoder/', 'audio_encoder/', 'embedder/mm_'))
+
+
+def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16, specs: dict | None = None) -> dict:
   """The tree of `jax.ShapeDtypeStruct`s: what `jax.eval_shape(model.init)` gives."""
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, jnp.dtype(dtype)),
-                      param_specs(cfg), is_leaf=_is_spec)
+  flat = _flatten(specs if specs is not None else param_specs(cfg))
+  return _unflatten({k: jax.ShapeDtypeStruct(s.shape, jnp.float32 if _is_encoder(k) else jnp.dtype(dtype))
+                     for k, s in flat.items()})
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict:
+  tree: dict = {}
+  for path, value in flat.items():
+    node = tree
+    *parents, leaf = path.split('/')
+    for k in parents:
+      node = node.setdefault(k, {})
+    node[leaf] = value
+  return tree
 
 
 def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
-                noise: float = 0.1) -> dict:
+                noise: float = 0.1, specs: dict | None = None) -> dict:
   """Random params, identical for a seed on every platform and jax version (NumPy RNG).
 
   Projections are normal with std fan_in**-0.5 and the embedding tables std 0.25, so
@@ -116,7 +133,10 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
   scales are 1 + noise * normal so that a misplaced norm or scale shows in the output.
   """
   rng = np.random.default_rng(seed)
-  flat, treedef = jax.tree.flatten(param_specs(cfg), is_leaf=_is_spec)
+  tree = specs if specs is not None else param_specs(cfg)
+  with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_spec)
+  paths = ['/'.join(str(k.key) for k in kp) for kp, _ in with_paths]
+  flat = [s for _, s in with_paths]
   leaves = []
   for s in flat:
     if s.init in ('clip_min', 'clip_max'):  # vision clipped linears: no clipping
@@ -128,7 +148,8 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
     else:
       fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
       x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
-    leaves.append(jnp.asarray(x, dtype))
+    leaves.append(x)
+  leaves = [jnp.asarray(x, jnp.float32 if _is_encoder(p) else dtype) for p, x in zip(paths, leaves)]
   return jax.tree.unflatten(treedef, leaves)
 
 
@@ -150,12 +171,12 @@ def unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def check_params(cfg: TransformerConfig, params: Mapping[str, Any],
-                 dtype=None) -> None:
+                 dtype=None, specs: dict | None = None) -> None:
   """Raises one ValueError naming every missing, extra or misshaped entry.
 
   `dtype`: the expected dtype of every leaf, or None to accept any float dtype.
   """
-  expected = _flatten(param_specs(cfg))
+  expected = _flatten(specs if specs is not None else param_specs(cfg))
   got = _flatten(unwrap(params))
   problems = []
   for path in sorted(set(expected) - set(got)):

@@ -20,7 +20,9 @@ from gemma4 import sampling as _sampling
 from gemma4.config import TransformerConfig
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
-from gemma4.params import check_params, unwrap
+from gemma4.images import IMAGE_PLACEHOLDER, check_budget, expand_image_tokens, preprocess
+from gemma4.multimodal import merge_soft_tokens, soft_tokens_for_rows
+from gemma4.params import unwrap
 from gemma4.tokenizer import Gemma4Tokenizer
 from gemma4.transformer import forward
 
@@ -154,9 +156,16 @@ class _Loop:
     return self.pick(logits, dataclasses.replace(state, cache=cache), active)
 
   @functools.partial(jax.jit, static_argnums=0)
-  def prefill(self, params, tokens, valid, cache, rng, out_zeros):
-    """Prompt [B, T] into the cache; samples the first token from the last one."""
-    logits, cache = forward(params, self.cfg, tokens, valid=valid, cache=cache, last_only=True)
+  def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None):
+    """Prompt [B, T] into the cache; samples the first token from the last one.
+
+    soft: [B, S, D] image soft tokens for the SOFT slots of `tokens`, or None.
+    """
+    embeds = vision_mask = None
+    if soft is not None:
+      embeds, vision_mask = merge_soft_tokens(params, tokens, soft)
+    logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
+                            valid=valid, cache=cache, last_only=True)
     b = tokens.shape[0]
     state = SamplingState(
         step=jnp.zeros((), jnp.int32), done=jnp.zeros((b,), bool),
@@ -189,8 +198,8 @@ class _Loop:
     return self.finish(state, max_new_tokens)
 
 
-_MEDIA_LATER = ('{arg} is not supported yet: gemma4 samples text only for now '
-                '(image and audio input are planned); got {arg}={value!r:.60}')
+_MEDIA_LATER = ('{arg} is not supported yet: gemma4 takes text and images for now '
+                '(audio input is planned); got {arg}={value!r:.60}')
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -228,13 +237,12 @@ class Gemma4Sampler:
     if self.tokenizer.vocab_size != self.model.config.vocab_size:
       raise ValueError(f'the tokenizer has {self.tokenizer.vocab_size} pieces but the model '
                        f'{self.model.config.vocab_size}; they must match')
-    from gemma4.images import check_budget
     check_budget(self.max_soft_tokens)  # one of 70, 140, 280, 560, 1120, before any work
     for name in ('cache_length', 'max_out_length'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
     object.__setattr__(self, 'params', unwrap(self.params))
-    check_params(self.model.config, self.params)
+    self.model.check_params(self.params)
     buckets = (self.pad_length,) if isinstance(self.pad_length, int) else self.pad_length
     object.__setattr__(self, '_buckets', tuple(sorted(buckets)) if buckets else None)
     forbidden = tuple(self.tokenizer.token_id(t) for t in self.forbidden_tokens or ())
@@ -246,9 +254,9 @@ class Gemma4Sampler:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
 
   def _prepare(self, prompt, images, audio, audio_lengths, max_new_tokens, last_state,
-               sharding, rng):
+               sharding, rng, max_soft_tokens=None):
     """Checks every argument and tokenizes; nothing is computed on the model yet."""
-    for arg, value in (('images', images), ('audio', audio), ('audio_lengths', audio_lengths)):
+    for arg, value in (('audio', audio), ('audio_lengths', audio_lengths)):
       if value is not None:
         raise NotImplementedError(_MEDIA_LATER.format(arg=arg, value=value))
     batched = not isinstance(prompt, str)
@@ -263,6 +271,10 @@ class Gemma4Sampler:
     ids = [self.tokenizer.encode(p, add_bos=last_state is None) for p in prompts]
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
+    rows = self._images_per_prompt(ids, images, batched, max_soft_tokens)
+    if rows is not None:
+      ids = [expand_image_tokens(t, [p.num_soft_tokens for p in row], i)
+             for i, (t, row) in enumerate(zip(ids, rows))]
     before = np.zeros(len(ids), np.int64)
     if last_state is not None:
       if last_state.batch_size != len(ids):
@@ -291,7 +303,44 @@ class Gemma4Sampler:
     else:
       dtype = jax.tree.leaves(self.params)[0].dtype
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
-    return batched, tokens, valid, cache, normalize_rng(rng), max_new_tokens or self.max_out_length
+    soft = None
+    if rows is not None and any(rows):
+      soft = soft_tokens_for_rows(self.params, self.model.config, rows, length)
+    return (batched, tokens, valid, cache, normalize_rng(rng),
+            max_new_tokens or self.max_out_length, soft)
+
+  def _images_per_prompt(self, ids, images, batched, max_soft_tokens):
+    """Preprocessed images per prompt (None without images), after every check."""
+    n_slots = [sum(1 for t in row if t == IMAGE_PLACEHOLDER) for row in ids]
+    if images is None:
+      if any(n_slots):
+        row = next(i for i, n in enumerate(n_slots) if n)
+        raise ValueError(f'prompt {row} has {n_slots[row]} <|image|> placeholder(s) but no '
+                         'images were given')
+      return None
+    if not self.model.has_vision or 'vision_encoder' not in self.params:
+      raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
+                       '(load it with text_only=False, or a checkpoint that has one)')
+    budget = check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
+    per_prompt = (batched and len(images) == len(ids)
+                  and all(isinstance(x, (list, tuple)) for x in images))
+    if per_prompt:
+      groups = [list(x) for x in images]
+      for i, (g, n) in enumerate(zip(groups, n_slots)):
+        if len(g) != n:
+          raise ValueError(f'prompt {i} has {n} <|image|> placeholder(s) but {len(g)} image(s)')
+    else:
+      if len(images) != sum(n_slots):
+        raise ValueError(f'the prompts have {sum(n_slots)} <|image|> placeholder(s) in all '
+                         f'({", ".join(map(str, n_slots))} per prompt) but {len(images)} '
+                         'image(s) were given')
+      groups, k = [], 0
+      for n in n_slots:
+        groups.append(images[k:k + n])
+        k += n
+    return [[preprocess(img, budget, self.patch_size, self.pooling_kernel_size) for img in g]
+            for g in groups]
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
@@ -299,7 +348,8 @@ class Gemma4Sampler:
   def sample(self, prompt: str | Sequence[str], *, images=None, audio=None,
              audio_lengths=None, max_new_tokens: int | None = None, sampling=None,
              rng=None, return_state: bool = False, last_state: SamplingState | None = None,
-             sharding=None) -> str | list[str] | SamplerOutput:
+             sharding=None, max_soft_tokens: int | None = None
+             ) -> str | list[str] | SamplerOutput:
     """Samples a continuation of each prompt.
 
     A str prompt returns a str, a sequence returns a list. With `return_state`, returns
@@ -310,19 +360,21 @@ class Gemma4Sampler:
     begin that prompt with it to keep it. Unlike the official last_state path, the
     result equals sampling the whole history as one prompt.
     """
-    batched, tokens, valid, cache, key, n = self._prepare(
-        prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng)
+    batched, tokens, valid, cache, key, n, soft = self._prepare(
+        prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
+        max_soft_tokens)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros)
+    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, soft)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
     texts = self._decode_texts(state)
     text = texts if batched else texts[0]
     return SamplerOutput(text, state) if return_state else text
 
-  def stream(self, prompt: str, *, max_new_tokens: int | None = None, sampling=None,
-             rng=None, last_state: SamplingState | None = None, return_state: bool = False,
-             sharding=None) -> Iterator[str] | Iterator[SamplerOutput]:
+  def stream(self, prompt: str, *, images=None, max_new_tokens: int | None = None,
+             sampling=None, rng=None, last_state: SamplingState | None = None,
+             return_state: bool = False, sharding=None, max_soft_tokens: int | None = None
+             ) -> Iterator[str] | Iterator[SamplerOutput]:
     """Yields the text of one prompt piece by piece as it is decoded (the end token's
     text is not yielded). The decode step is the one `sample` loops over, so the
     tokens equal `sample`'s. With `return_state`, yields SamplerOutput(piece, state);
@@ -330,11 +382,11 @@ class Gemma4Sampler:
     """
     if not isinstance(prompt, str):
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
-    _, tokens, valid, cache, key, n = self._prepare(
-        prompt, None, None, None, max_new_tokens, last_state, sharding, rng)
+    _, tokens, valid, cache, key, n, soft = self._prepare(
+        prompt, images, None, None, max_new_tokens, last_state, sharding, rng, max_soft_tokens)
     loop = self._loop(sampling)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros)
+    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, soft)
     n = jnp.asarray(n, jnp.int32)
     shown, ids = '', []
     while True:
