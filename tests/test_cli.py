@@ -69,7 +69,10 @@ def test_chat_keeps_the_history_in_the_cache(cached_load, capsys, monkeypatch):
     (['sample', 'x', '-c', '/no/such/file.gguf'], "checkpoint not found: '/no/such/file.gguf'"),
     (['sample', 'x', '-c', __file__], 'unknown checkpoint layout'),
     (['sample', 'x', '--temperature', '-1'], '--temperature must be >= 0'),
-    (['sample', 'x', '--image', 'cat.png'], '--image is not supported yet'),
+    (['sample', 'x', '--image', 'cat.png'], 'file not found: cat.png'),
+    (['sample', 'x', '--image', __file__], '--image needs a model with a vision encoder; gemma3_270m has none'),
+    (['sample', 'x', '--audio', 'a.wav'], '--audio is not supported yet'),
+    (['sample', 'x', '--max-soft-tokens', '100'], 'max_soft_tokens must be one of 70, 140, 280, 560, 1120'),
     (['sample', 'x', '--model', 'gemma9'], "unknown preset 'gemma9'"),
 ])
 def test_errors_are_one_line_and_exit_1(cached_load, capsys, argv, message):

@@ -156,7 +156,7 @@ def test_bad_input_errors_before_compute(model, tok):
   state = s.sample(['a', 'b'], max_new_tokens=2, return_state=True).state
   with pytest.raises(ValueError, match='last_state holds 2 conversations but 1 prompts'):
     s.sample('c', last_state=state)
-  with pytest.raises(NotImplementedError, match='images is not supported yet'):
+  with pytest.raises(ValueError, match='has no vision encoder'):
     s.sample('<|image|>', images=[np.zeros((4, 4, 3))])
   with pytest.raises(NotImplementedError, match='audio is not supported yet'):
     s.sample('x', audio=[np.zeros(16000)])

@@ -54,7 +54,11 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                  help='drop tokens below min-p times the top probability (default 0)')
   g.add_argument('--seed', type=int, default=0, help='random seed for sampling (default 0)')
   g.add_argument('--image', action='append', metavar='FILE', default=[],
-                 help='an image for an <|image|> placeholder in the prompt (repeatable)')
+                 help='an image for an <|image|> placeholder in the prompt (repeatable; in '
+                      'order; one is appended after the prompt if it has no placeholder)')
+  g.add_argument('--max-soft-tokens', type=int, default=280, metavar='N',
+                 help='soft tokens per image: 70, 140, 280 (default), 560 or 1120; '
+                      'small text and OCR want 560 or 1120')
   g.add_argument('--audio', action='append', metavar='FILE', default=[],
                  help='a WAV file for an <|audio|> placeholder in the prompt (repeatable)')
   s = g.add_mutually_exclusive_group()
@@ -141,27 +145,50 @@ def _sampler(args, model, params, tokenizer):
   for flag in ('cache_length', 'max_new_tokens'):
     if getattr(args, flag) < 1:
       raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
-  if args.image or args.audio:
-    kind = '--image' if args.image else '--audio'
-    raise CliError(f'{kind} is not supported yet: gemma4 samples text only for now')
-  for f in args.image + args.audio:
+  if args.audio:
+    raise CliError('--audio is not supported yet: gemma4 takes text and images for now')
+  for f in args.image:
     if not os.path.isfile(f):
       raise CliError(f'file not found: {f}')
+  if args.image and not model.has_vision:
+    raise CliError(f'--image needs a model with a vision encoder; {model.name} has none')
   # Finer prompt buckets than the API default (256, 512, 1024): a terminal runs one
   # prompt per process, so a short prompt should not pay a 256-token prefill.
   buckets = tuple(b for b in (32, 64, 128, 256, 512, 1024, 2048) if b < args.cache_length)
-  return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
-                              sampling=_sampling(args), cache_length=args.cache_length,
-                              max_out_length=args.max_new_tokens, pad_length=buckets or None)
+  try:
+    return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
+                                sampling=_sampling(args), cache_length=args.cache_length,
+                                max_out_length=args.max_new_tokens, pad_length=buckets or None,
+                                max_soft_tokens=args.max_soft_tokens)
+  except ValueError as e:
+    raise CliError(str(e)) from e
 
 
-def _stream(sampler, prompt, args, last_state=None):
+def _images(args, prompt):
+  """The --image files as RGB arrays, and the prompt with a placeholder for each."""
+  if not args.image:
+    return None, prompt
+  from PIL import Image, UnidentifiedImageError
+  import numpy as np
+  out = []
+  for f in args.image:
+    try:
+      with Image.open(f) as im:
+        out.append(np.asarray(im.convert('RGB')))
+    except (OSError, UnidentifiedImageError) as e:
+      raise CliError(f'cannot read image {f}: {e}') from e
+  if '<|image|>' not in prompt:
+    prompt = prompt + ''.join('\n<|image|>' for _ in out)
+  return out, prompt
+
+
+def _stream(sampler, prompt, args, last_state=None, images=None):
   """Prints the answer as it comes; returns (state, new tokens, first-call s, decode s)."""
   t0 = time.perf_counter()
   first = None
   state = None
-  for out in sampler.stream(prompt, max_new_tokens=args.max_new_tokens, rng=args.seed,
-                            last_state=last_state, return_state=True):
+  for out in sampler.stream(prompt, images=images, max_new_tokens=args.max_new_tokens,
+                            rng=args.seed, last_state=last_state, return_state=True):
     if first is None:
       first = time.perf_counter() - t0
     print(out.text, end='', flush=True)
@@ -176,14 +203,21 @@ def _sample(args) -> int:
   prompt = sys.stdin.read() if args.prompt == '-' else args.prompt
   model, params, tokenizer = _load(args)
   sampler = _sampler(args, model, params, tokenizer)
+  images, prompt = _images(args, prompt)
   _status('compiling and prefilling (the first call compiles; later calls reuse it)')
-  if stream:
-    print(prompt, end='', flush=True)
-    _, n, first, rest = _stream(sampler, prompt, args)
-  else:
+  try:
+    if stream:
+      print(prompt, end='', flush=True)
+      _, n, first, rest = _stream(sampler, prompt, args, images=images)
+  except ValueError as e:
+    raise CliError(str(e)) from e
+  if not stream:
     t0 = time.perf_counter()
-    out = sampler.sample(prompt, max_new_tokens=args.max_new_tokens, rng=args.seed,
-                         return_state=True)
+    try:
+      out = sampler.sample(prompt, images=images, max_new_tokens=args.max_new_tokens,
+                           rng=args.seed, return_state=True)
+    except ValueError as e:
+      raise CliError(str(e)) from e
     first, rest = time.perf_counter() - t0, 0.0
     n = int((out.tokens != 0).sum())
     print(prompt + out.text)
