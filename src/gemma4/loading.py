@@ -17,13 +17,12 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4.params import _flatten
+from gemma4.params import _flatten, _unflatten
 
 # Tensors larger than this are placed on the device in row blocks of about this size.
 _BLOCK_BYTES = 64 << 20
@@ -206,15 +205,7 @@ def config_diff(want, got) -> str:
                    for k in fields)
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict:
-  tree: dict = {}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split('/')
-    for k in parents:
-      node = node.setdefault(k, {})
-    node[leaf] = value
-  return tree
+unflatten = _unflatten  # nested dicts from {"a/b/c": value}
 
 
 def target_shapes(specs: Mapping) -> dict[str, tuple[int, ...]]:
