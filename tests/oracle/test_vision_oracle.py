@@ -95,3 +95,24 @@ def test_padding_does_not_leak():
   (theirs, _), = ref.apply({'params': params}, patches, pos)
   (theirs2, _), = ref.apply({'params': params}, other, pos)
   assert float(jnp.max(jnp.abs(theirs - theirs2)[np.asarray(mask)])) > 1e-2  # official leaks
+
+
+@pytest.mark.parametrize('preset', ['gemma4_e2b', 'gemma4_e4b', 'gemma4_26b_a4b', 'gemma4_31b'])
+def test_full_size_tree_with_vision_equals_official(preset):
+  """Names, shapes and dtypes of the full-size tree with the vision encoder (and the
+  multimodal projection) equal the official eval_shape of an init with an image."""
+  import gemma4
+  from gemma.gm.nn.gemma4 import _transformer
+  from gemma4 import images as gimages
+  from gemma4.params import _flatten, unwrap
+  from tests.oracle import official
+  p = gimages.preprocess(np.zeros((336, 480, 3), np.uint8), 280)
+  tokens = jnp.asarray([gimages.expand_image_tokens([2, 258880, 5], [p.num_soft_tokens])])
+  vis = _transformer.PreprocessedVisionInput(
+      patches=jnp.asarray(p.patches[None]), positions_xy=jnp.asarray(p.positions[None]),
+      soft_token_counts=(p.num_soft_tokens,))
+  model = official.OFFICIAL[preset](text_only=False)
+  theirs = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, images=vis))
+  ours = gemma4.models.get_model(preset, text_only=False).eval_shape()
+  sig = lambda t: {k: (tuple(v.shape), jnp.dtype(v.dtype).name) for k, v in _flatten(unwrap(t)).items()}
+  assert sig(ours) == sig(theirs)
