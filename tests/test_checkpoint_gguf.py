@@ -70,7 +70,7 @@ GEMMA3_META = {'embedding_length': 64, 'block_count': 6, 'feed_forward_length': 
 
 def _gemma3_tensors(cfg, vocab):
   tensors, offset = {}, 0
-  for p in gguf_loader.gemma3_pieces(cfg):
+  for p in gguf_loader.pieces(cfg):
     n = int(np.prod(p.shape))
     tensors[p.source] = (offset + np.arange(n, dtype=np.float32)).reshape(p.shape) / 7.0
     offset += n

@@ -124,7 +124,7 @@ def _load(args):
   try:
     ckpt = gemma4.load_checkpoint(path, model, dtype=dtype)
   except (OSError, ValueError, ImportError) as e:
-    raise CliError(str(e).splitlines()[0] if len(str(e).splitlines()) < 2 else str(e)) from e
+    raise CliError(str(e)) from e
   tokenizer = ckpt.tokenizer
   if args.tokenizer:
     try:
@@ -209,18 +209,15 @@ def _sample(args) -> int:
     if stream:
       print(prompt, end='', flush=True)
       _, n, first, rest = _stream(sampler, prompt, args, images=images)
-  except ValueError as e:
-    raise CliError(str(e)) from e
-  if not stream:
-    t0 = time.perf_counter()
-    try:
+    else:
+      t0 = time.perf_counter()
       out = sampler.sample(prompt, images=images, max_new_tokens=args.max_new_tokens,
                            rng=args.seed, return_state=True)
-    except ValueError as e:
-      raise CliError(str(e)) from e
-    first, rest = time.perf_counter() - t0, 0.0
-    n = int((out.tokens != 0).sum())
-    print(prompt + out.text)
+      first, rest = time.perf_counter() - t0, 0.0
+      n = int((out.tokens != 0).sum())
+      print(prompt + out.text)
+  except ValueError as e:  # e.g. a prompt that does not fit, an image/placeholder mismatch
+    raise CliError(str(e)) from e
   _report(n, first, rest)
   return 0
 

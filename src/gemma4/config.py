@@ -253,6 +253,15 @@ def get_preset_key(name: str) -> str:
   return key
 
 
+def matching_preset(cfg: TransformerConfig) -> tuple[str, TransformerConfig] | None:
+  """(key, preset) whose decoder is `cfg`, or None. Checkpoint configs may leave out what
+  only multimodal inputs use (the encoders, bidirectional vision attention), so those are
+  not compared; the preset returned has them."""
+  def text(c):
+    return dataclasses.replace(c, bidirectional_vision=False, vision=None, audio=None)
+  return next(((k, p) for k, p in PRESETS.items() if text(p) == text(cfg)), None)
+
+
 def get_preset(name: str) -> TransformerConfig:
   """The preset config named `name` (see `get_preset_key`)."""
   return PRESETS[get_preset_key(name)]

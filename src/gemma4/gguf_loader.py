@@ -46,7 +46,8 @@ class GGUFFile:
   """The metadata and tensor table of a GGUF file (format version 2 or 3).
 
   Parsed here rather than with gguf.GGUFReader, which builds one NumPy view per
-  vocabulary entry (about 400 MB for a 262144-piece tokenizer); the data stays on disk
+  vocabulary entry (685 MiB resident for the default model's file, against 33 MiB here:
+  bench/gguf_reader_memory.txt); the data stays on disk
   behind a read-only memory map. Quantized blocks are decoded by the gguf package.
   """
 
@@ -56,9 +57,7 @@ class GGUFFile:
   def __init__(self, path: str):
     self.path = path
     self.data = np.memmap(path, np.uint8, 'r')
-    self._pos = 0
-    buf = self.data
-    if bytes(buf[:4]) != b'GGUF':
+    if bytes(self.data[:4]) != b'GGUF':
       raise ValueError(f'{path!r} is not a GGUF file (it does not start with b"GGUF")')
     self._pos = 4
     version = int(self._scalar(4))
@@ -76,10 +75,10 @@ class GGUFFile:
       infos.append((name, tuple(reversed(dims)), int(self._scalar(4)), int(self._scalar(10))))
     align = int(self.fields.get('general.alignment', 32))
     start = self._pos + (-self._pos) % align
-    sizes = _gguf().constants.GGML_QUANT_SIZES
+    gguf = _gguf()
     self.tensors = []
     for name, shape, kind, offset in infos:
-      block, size = sizes[_gguf().GGMLQuantizationType(kind)]
+      block, size = gguf.constants.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
       n = int(np.prod(shape))
       self.tensors.append(TensorInfo(name, shape, kind, start + offset, n // block * size))
 
@@ -123,9 +122,6 @@ def open_reader(path: str | os.PathLike) -> GGUFFile:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'GGUF file not found: {path!r}')
-  with open(path, 'rb') as f:
-    if f.read(4) != b'GGUF':
-      raise ValueError(f'{path!r} is not a GGUF file (it does not start with b"GGUF")')
   try:
     return GGUFFile(path)
   except (IndexError, KeyError, UnicodeDecodeError) as e:
@@ -156,7 +152,7 @@ def _gemma3_config(meta: dict) -> TransformerConfig:
                   num_kv_heads=kv, head_dim=head_dim,
                   sliding_window=int(g('attention.sliding_window')),
                   global_rope_base=float(g('rope.freq_base', 1_000_000.0)))
-  for key, preset in _config.PRESETS.items():
+  for preset in _config.PRESETS.values():
     if (preset.family == 'gemma3' and preset.num_layers == n_layers
         and all(getattr(preset, k) == v for k, v in file_cfg.items())):
       return preset
@@ -170,24 +166,22 @@ def config_from_reader(reader, meta: dict, path='GGUF file') -> TransformerConfi
   arch = architecture(meta, path)
   if arch == 'gemma3':
     return _gemma3_config(meta)
-  tensors = {t.name: t for t in reader.tensors}
-  freqs = tensors.get('rope_freqs.weight')
-  if freqs is not None:
-    freqs = GGUFTensors(reader).read('rope_freqs.weight')
-  kinds = _per_layer(meta.get('gemma4.attention.sliding_window_pattern', True),
-                     int(meta['gemma4.block_count']))
-  first_global = next((i for i, s in enumerate(kinds) if not s), None)
-  k_eq_v = first_global is not None and f'blk.{first_global}.attn_v.weight' not in tensors
-  return _gemma4_config(meta, freqs, k_eq_v)
+  names = {t.name for t in reader.tensors}
+  freqs = GGUFTensors(reader).read('rope_freqs.weight') if 'rope_freqs.weight' in names else None
+  return _gemma4_config(meta, freqs, names)
 
 
 def _per_layer(value, n: int) -> list:
   return list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
 
 
-def _gemma4_config(meta: dict, rope_freqs: np.ndarray | None = None,
-                   k_eq_v: bool = False) -> TransformerConfig:
-  """The config of a llama.cpp `gemma4` file (keys as convert_hf_to_gguf.py writes them)."""
+def _gemma4_config(meta: dict, rope_freqs: np.ndarray | None,
+                   tensor_names: set[str]) -> TransformerConfig:
+  """The config of a llama.cpp `gemma4` file (keys as convert_hf_to_gguf.py writes them).
+
+  rope_freqs: the file's rope_freqs tensor (the global layers' partial rotation), if any.
+  tensor_names: the file's tensors; global layers without attn_v use K as V.
+  """
   g = lambda k, default=None: meta.get(f'gemma4.{k}', default)
   n = int(g('block_count'))
   pattern = _per_layer(g('attention.sliding_window_pattern', True), n)
@@ -203,6 +197,7 @@ def _gemma4_config(meta: dict, rope_freqs: np.ndarray | None = None,
   if rope_freqs is not None:  # 1.0 for rotated frequencies, 1e30 for the rest
     global_prop = float(np.sum(rope_freqs < 2.0)) / (global_dim // 2)
   n_shared = int(g('attention.shared_kv_layers', 0))
+  k_eq_v = first_global is not None and f'blk.{first_global}.attn_v.weight' not in tensor_names
   experts = int(g('expert_count', 0) or 0)
   cfg = TransformerConfig(
       vocab_size=262144, embed_dim=int(g('embedding_length')), hidden_dim=int(ffw[0]),
@@ -222,11 +217,8 @@ def _gemma4_config(meta: dict, rope_freqs: np.ndarray | None = None,
       top_k_experts=int(g('expert_used_count', 0) or 0) if experts else 0)
   # What a GGUF file does not say (bidirectional vision attention, the encoders) comes
   # from the preset of the same shape.
-  for preset in _config.PRESETS.values():
-    same = dataclasses.replace(preset, bidirectional_vision=False, vision=None, audio=None)
-    if same == cfg:
-      return preset
-  return cfg
+  found = _config.matching_preset(cfg)
+  return found[1] if found else cfg
 
 
 # --- tensors -------------------------------------------------------------------------
@@ -235,52 +227,16 @@ def _minus_one(x):  # Gemma 3 GGUF norms store 1 + w; the official tree stores w
   return x - np.float32(1.0)
 
 
-def _q(n, h, d):  # [N*H, D] -> [N, D, H]
-  return lambda x: x.reshape(n, h, d).transpose(0, 2, 1)
-
-
-def _kv(k, h, d):  # [K*H, D] -> [K, D, H]
-  return lambda x: x.reshape(k, h, d).transpose(0, 2, 1)
-
-
-def _out(n, h, d):  # [D, N*H] -> [N, H, D]
-  return lambda x: x.reshape(d, n, h).transpose(1, 2, 0)
-
-
-def _t(x):
-  return x.T
-
-
-def gemma3_pieces(cfg: TransformerConfig) -> list[Piece]:
-  """Where each tensor of a llama.cpp `gemma3` file goes in the official Gemma 3 tree.
-
-  llama.cpp stores a torch weight [out, in] as [out, in] rows; norms include the +1.
-  """
-  d, n, k, h, f = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_dim
-  q_norm, k_norm = cfg.qk_norm_names
-  pieces = [Piece('token_embd.weight', (cfg.vocab_size, d), 'embedder/input_embedding',
-                  rows=True),
-            Piece('output_norm.weight', (d,), 'final_norm/scale', fn=_minus_one)]
-  for i in range(cfg.num_layers):
-    b, t = f'blk.{i}.', f'layer_{i}/'
-    pieces += [
-        Piece(b + 'attn_norm.weight', (d,), t + 'pre_attention_norm/scale', fn=_minus_one),
-        Piece(b + 'attn_q.weight', (n * h, d), t + 'attn/q_einsum/w', fn=_q(n, h, d)),
-        Piece(b + 'attn_k.weight', (k * h, d), t + 'attn/kv_einsum/w', (0,), _kv(k, h, d)),
-        Piece(b + 'attn_v.weight', (k * h, d), t + 'attn/kv_einsum/w', (1,), _kv(k, h, d)),
-        Piece(b + 'attn_output.weight', (d, n * h), t + 'attn/attn_vec_einsum/w',
-              fn=_out(n, h, d)),
-        Piece(b + 'attn_q_norm.weight', (h,), t + f'attn/{q_norm}/scale', fn=_minus_one),
-        Piece(b + 'attn_k_norm.weight', (h,), t + f'attn/{k_norm}/scale', fn=_minus_one),
-        Piece(b + 'post_attention_norm.weight', (d,), t + 'post_attention_norm/scale',
-              fn=_minus_one),
-        Piece(b + 'ffn_norm.weight', (d,), t + 'pre_ffw_norm/scale', fn=_minus_one),
-        Piece(b + 'ffn_gate.weight', (f, d), t + 'mlp/gating_einsum', (0,)),
-        Piece(b + 'ffn_up.weight', (f, d), t + 'mlp/gating_einsum', (1,)),
-        Piece(b + 'ffn_down.weight', (d, f), t + 'mlp/linear', fn=_t),
-        Piece(b + 'post_ffw_norm.weight', (d,), t + 'post_ffw_norm/scale', fn=_minus_one),
-    ]
-  return pieces
+def pieces(cfg: TransformerConfig) -> list[Piece]:
+  """Where each tensor of a llama.cpp file goes: the HF key map with llama.cpp names.
+  The converter writes every text tensor in transformers' own shape; for Gemma 3 it adds
+  the 1 of the (1 + w) norm scale to every norm weight, which is taken off here."""
+  from gemma4 import hf_loader
+  out = [dataclasses.replace(p, source=gguf_name(p.source)) for p in hf_loader.text_pieces(cfg)]
+  if cfg.norm_offset:  # every '/scale' of a Gemma 3 tree is a norm (no skip scale)
+    out = [dataclasses.replace(p, fn=_minus_one) if p.target.endswith('/scale') else p
+           for p in out]
+  return out
 
 
 class GGUFTensors(loading.Reader):
@@ -301,15 +257,13 @@ class GGUFTensors(loading.Reader):
     row_bytes = t.nbytes // rows
     start, stop = (0, rows) if start is None else (start, min(stop, rows))
     raw = self.reader.data[t.offset + start * row_bytes:t.offset + stop * row_bytes]
-    block, _ = self._gguf.constants.GGML_QUANT_SIZES[kind]
     if kind == self._gguf.GGMLQuantizationType.F32:
       out = np.array(raw.view(np.float32))
     elif kind == self._gguf.GGMLQuantizationType.F16:
       out = raw.view(np.float16).astype(np.float32)
     else:
       out = self._gguf.quants.dequantize(np.asarray(raw).reshape(stop - start, row_bytes), kind)
-    shape = t.shape if len(t.shape) > 1 else (t.shape[0],)
-    return out.reshape((stop - start,) + shape[1:] if len(t.shape) > 1 else shape)
+    return out.reshape(t.shape if len(t.shape) == 1 else (stop - start,) + t.shape[1:])
 
   def release(self):
     self.reader.release()
@@ -354,7 +308,6 @@ def load_tokenizer(path) -> Gemma4Tokenizer:
 
 def load(path, model=None, dtype=None, progress: bool | None = None):
   """(model, params, tokenizer) from a GGUF file; see `gemma4.load_checkpoint`."""
-  from gemma4 import models
   reader = open_reader(path)
   meta = metadata(reader)
   arch = architecture(meta, path)
@@ -369,39 +322,25 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   if tokenizer.vocab_size != rows:
     raise CheckpointError(f'{os.fspath(path)!r}: its tokenizer has {tokenizer.vocab_size} '
                           f'pieces but token_embd.weight has {rows} rows')
-  if model is not None:
-    if model.config != cfg:
-      raise CheckpointError(f'{os.fspath(path)!r} holds a different model than {model.name}: '
-                            + loading.config_diff(model.config, cfg))
-  else:
-    name = next((k for k, v in _config.PRESETS.items() if v == cfg), f'{arch}_gguf')
-    model = models.Model(cfg, dtype=np.float32 if dtype is None else dtype, name=name)
-  dtype = model.dtype if dtype is None else dtype
-  if model.dtype != dtype:
-    model = dataclasses.replace(model, dtype=dtype)
-  if arch == 'gemma3':
-    pieces, dropped, unused = gemma3_pieces(cfg), {}, {}
-  else:
-    from gemma4 import hf_loader
-    pieces = gemma4_pieces(cfg)
-    dropped = {'rope_freqs.weight': 'read into the config (partial RoPE)'}
-    unused = hf_loader.unused_params(cfg)
-  params = loading.fill(GGUFTensors(reader), pieces, loading.target_shapes(model.param_specs()),
-                        dtype, dropped=dropped, unused=unused,
+  model = loading.resolve_model(cfg, model, dtype, np.float32, f'{arch}_gguf', path)
+  from gemma4 import hf_loader
+  dropped = {'rope_freqs.weight': 'read into the config (partial RoPE)'}
+  params = loading.fill(GGUFTensors(reader), pieces(cfg), loading.target_shapes(model.param_specs()),
+                        model.dtype, dropped=dropped, unused=hf_loader.unused_params(cfg),
                         what=f'GGUF file {os.path.basename(os.fspath(path))}',
                         progress=progress)
   return model, params, tokenizer
 
 
-# transformers name (after 'model.') -> llama.cpp name, for the gemma4 text tensors.
-_GEMMA4_NAMES = {
+# transformers name (after 'model.') -> llama.cpp name, for the Gemma 3 and 4 text tensors.
+_NAMES = {
     'embed_tokens.weight': 'token_embd.weight',
     'norm.weight': 'output_norm.weight',
     'embed_tokens_per_layer.weight': 'per_layer_token_embd.weight',
     'per_layer_model_projection.weight': 'per_layer_model_proj.weight',
     'per_layer_projection_norm.weight': 'per_layer_proj_norm.weight',
 }
-_GEMMA4_LAYER_NAMES = {
+_LAYER_NAMES = {
     'input_layernorm.weight': 'attn_norm.weight',
     'self_attn.q_proj.weight': 'attn_q.weight',
     'self_attn.k_proj.weight': 'attn_k.weight',
@@ -431,16 +370,9 @@ _GEMMA4_LAYER_NAMES = {
 
 
 def gguf_name(hf_name: str) -> str:
-  """The llama.cpp name of a transformers Gemma 4 text tensor ('model.layers.3.…')."""
+  """The llama.cpp name of a transformers Gemma 3/4 text tensor ('model.layers.3.…')."""
   name = hf_name.removeprefix('model.language_model.').removeprefix('model.')
-  if name in _GEMMA4_NAMES:
-    return _GEMMA4_NAMES[name]
+  if name in _NAMES:
+    return _NAMES[name]
   _, layer, rest = name.split('.', 2)
-  return f'blk.{layer}.{_GEMMA4_LAYER_NAMES[rest]}'
-
-
-def gemma4_pieces(cfg: TransformerConfig) -> list[Piece]:
-  """The HF key map with llama.cpp names: the converter writes every text tensor in
-  transformers' own shape, norms without an offset (Gemma 4 has none)."""
-  from gemma4 import hf_loader
-  return [dataclasses.replace(p, source=gguf_name(p.source)) for p in hf_loader.text_pieces(cfg)]
+  return f'blk.{layer}.{_LAYER_NAMES[rest]}'

@@ -18,10 +18,9 @@ import sys
 import ml_dtypes
 import numpy as np
 
-from gemma4 import config as _config
 from gemma4 import loading
 from gemma4.config import GLOBAL, LOCAL, TransformerConfig
-from gemma4.loading import CheckpointError, Piece
+from gemma4.loading import Piece, heads_in, heads_out, transpose
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 
 _DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16,
@@ -124,18 +123,6 @@ def config_from_hf(raw: dict) -> TransformerConfig:
 
 # --- the key map ---------------------------------------------------------------------
 
-def _q(n, h, d):  # [N*H, D] -> [N, D, H]
-  return lambda x: x.reshape(n, h, d).transpose(0, 2, 1)
-
-
-def _out(n, h, d):  # [D, N*H] -> [N, H, D]
-  return lambda x: x.reshape(d, n, h).transpose(1, 2, 0)
-
-
-def _t(x):
-  return x.T
-
-
 def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
   """Where each transformers decoder tensor goes in the official tree.
 
@@ -161,9 +148,10 @@ def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
     h, k = cfg.key_size(kind), cfg.kv_heads(kind)
     pieces += [
         Piece(b + 'input_layernorm.weight', (d,), t + 'pre_attention_norm/scale'),
-        Piece(b + 'self_attn.q_proj.weight', (n * h, d), t + 'attn/q_einsum/w', fn=_q(n, h, d)),
+        Piece(b + 'self_attn.q_proj.weight', (n * h, d), t + 'attn/q_einsum/w',
+              fn=heads_in(n, h, d)),
         Piece(b + 'self_attn.o_proj.weight', (d, n * h), t + 'attn/attn_vec_einsum/w',
-              fn=_out(n, h, d)),
+              fn=heads_out(n, h, d)),
         Piece(b + 'self_attn.q_norm.weight', (h,), t + f'attn/{q_norm}/scale'),
         Piece(b + 'post_attention_layernorm.weight', (d,), t + 'post_attention_norm/scale'),
         Piece(b + 'post_feedforward_layernorm.weight', (d,), t + 'post_ffw_norm/scale'),
@@ -172,12 +160,12 @@ def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
       pieces.append(Piece(b + 'self_attn.k_norm.weight', (h,), t + f'attn/{k_norm}/scale'))
       if cfg.k_eq_v(kind):
         pieces.append(Piece(b + 'self_attn.k_proj.weight', (k * h, d), t + 'attn/k_einsum/w',
-                            fn=_q(k, h, d)))
+                            fn=heads_in(k, h, d)))
       else:
         pieces += [Piece(b + 'self_attn.k_proj.weight', (k * h, d), t + 'attn/kv_einsum/w',
-                         (0,), _q(k, h, d)),
+                         (0,), heads_in(k, h, d)),
                    Piece(b + 'self_attn.v_proj.weight', (k * h, d), t + 'attn/kv_einsum/w',
-                         (1,), _q(k, h, d))]
+                         (1,), heads_in(k, h, d))]
     if cfg.skip_scale:
       pieces.append(Piece(b + 'layer_scalar', (1,), t + 'skip_scale'))
     f = cfg.mlp_hidden(i)
@@ -185,7 +173,7 @@ def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
     pieces += [
         Piece(b + 'mlp.gate_proj.weight', (f, d), t + dense + 'gating_einsum', (0,)),
         Piece(b + 'mlp.up_proj.weight', (f, d), t + dense + 'gating_einsum', (1,)),
-        Piece(b + 'mlp.down_proj.weight', (d, f), t + dense + 'linear', fn=_t),
+        Piece(b + 'mlp.down_proj.weight', (d, f), t + dense + 'linear', fn=transpose),
         Piece(b + 'pre_feedforward_layernorm.weight', (d,),
               t + ('pre_ffw2_norm/scale' if cfg.is_moe else 'pre_ffw_norm/scale')),
     ]
@@ -199,15 +187,15 @@ def text_pieces(cfg: TransformerConfig, prefix: str = 'model.') -> list[Piece]:
                 fn=lambda a, e=e, x=x: a.reshape(e, 2, x, d)),
           Piece(b + 'experts.down_proj', (e, d, x), t + 'mlp/linear/w',
                 fn=lambda a: a.transpose(0, 2, 1)),
-          Piece(b + 'router.proj.weight', (e, d), t + 'mlp/router_logits/w', fn=_t),
+          Piece(b + 'router.proj.weight', (e, d), t + 'mlp/router_logits/w', fn=transpose),
           Piece(b + 'router.scale', (d,), t + 'mlp/router_scale'),
           Piece(b + 'router.per_expert_scale', (e,), t + 'mlp/per_expert_scale'),
       ]
     if cfg.per_layer_input_dim:
       p = cfg.per_layer_input_dim
       pieces += [
-          Piece(b + 'per_layer_input_gate.weight', (p, d), t + 'per_layer_input_gate/w', fn=_t),
-          Piece(b + 'per_layer_projection.weight', (d, p), t + 'per_layer_projection/w', fn=_t),
+          Piece(b + 'per_layer_input_gate.weight', (p, d), t + 'per_layer_input_gate/w', fn=transpose),
+          Piece(b + 'per_layer_projection.weight', (d, p), t + 'per_layer_projection/w', fn=transpose),
           Piece(b + 'post_per_layer_input_norm.weight', (d,), t + 'post_per_layer_input_norm/scale'),
       ]
   return pieces
@@ -340,39 +328,24 @@ def sentencepiece_from_tokenizer_json(file: str) -> bytes:
 
 def load(path, model=None, dtype=None, progress: bool | None = None):
   """(model, params, tokenizer) from a HF directory; see `gemma4.load_checkpoint`."""
-  from gemma4 import models
   path = os.fspath(path)
-  raw = read_config(path)
-  cfg = config_from_hf(raw)
-  _, family = text_config(raw)
+  cfg = config_from_hf(read_config(path))
   reader = SafetensorsFiles(weight_files(path))
   names = reader.shapes()
   prefix = 'model.language_model.' if any(k.startswith('model.language_model.') for k in names) \
       else 'model.'
-  if model is not None and model.config != cfg:
-    raise CheckpointError(f'{path!r} holds a different model than {model.name}: '
-                          + loading.config_diff(model.config, cfg))
-  if model is None:
-    name = next((k for k, v in _config.PRESETS.items()
-                 if v == cfg or v == _strip_encoders(cfg, v)), f'{family}_hf')
-    file_dtype = next(iter(reader.entries.values()))[1]
-    default = np.float32 if file_dtype == 'F32' else ml_dtypes.bfloat16
-    model = models.Model(cfg, dtype=default if dtype is None else dtype, name=name)
-  dtype = model.dtype if dtype is None else dtype
+  file_dtype = next(iter(reader.entries.values()))[1]
+  model = loading.resolve_model(cfg, model, dtype, np.float32 if file_dtype == 'F32'
+                                else ml_dtypes.bfloat16, f'{cfg.family}_hf', path)
   dropped = {}
   encoders = [k for k in names if k.startswith(_ENCODER_PREFIXES)]
   if encoders:
-    print(f'gemma4: {path}: skipped {len(encoders)} vision/audio encoder tensors '
-          '(the encoders are not implemented yet; the text decoder is loaded)', file=sys.stderr)
+    print(f'gemma4: {path}: skipped {len(encoders)} vision/audio encoder tensors (their key '
+          'map is not written yet; the text decoder is loaded)', file=sys.stderr)
     dropped.update({k: 'encoder' for k in encoders})
   if 'lm_head.weight' in names:
     dropped['lm_head.weight'] = 'tied to the embedding'
   params = loading.fill(reader, text_pieces(cfg, prefix), loading.target_shapes(model.param_specs()),
-                        dtype, dropped=dropped, unused=unused_params(cfg),
+                        model.dtype, dropped=dropped, unused=unused_params(cfg),
                         what=f'checkpoint {path}', progress=progress)
-  return model, params, load_tokenizer(path, family)
-
-
-def _strip_encoders(cfg, preset):
-  import dataclasses
-  return dataclasses.replace(preset, vision=cfg.vision, audio=cfg.audio)
+  return model, params, load_tokenizer(path, cfg.family)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4.params import _flatten, _unflatten
+from gemma4.params import _flatten
+from gemma4.params import _unflatten as unflatten
 
 # Tensors larger than this are placed on the device in row blocks of about this size.
 _BLOCK_BYTES = 64 << 20
@@ -69,11 +71,12 @@ class Reader:
 
 def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...]],
                target_shapes: Mapping[str, tuple[int, ...]], dropped: Mapping[str, str],
-               what: str, unused: Mapping[str, str] = {}) -> None:
+               what: str, unused: Mapping[str, str] | None = None) -> None:
   """Raises one CheckpointError listing every tensor or parameter that does not fit.
 
   unused: parameters deliberately not read from the file (filled with a constant).
   """
+  unused = unused or {}
   problems = []
   covered: dict[str, list[tuple[int, ...]]] = {}
   used = set()
@@ -103,8 +106,8 @@ def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...
     if sorted(got) != want:
       problems.append(f'parameter {target} {tuple(shape)} filled by slices {sorted(got)}, '
                       f'expected each of {want} once')
-  unused = sorted(set(file_shapes) - used - set(dropped))
-  problems += [f'unused tensor {n} {tuple(file_shapes[n])}' for n in unused]
+  left_over = sorted(set(file_shapes) - used - set(dropped))
+  problems += [f'unused tensor {n} {tuple(file_shapes[n])}' for n in left_over]
   if problems:
     raise CheckpointError(f'the {what} does not fit the model ({len(problems)} problems):\n  '
                           + '\n  '.join(problems))
@@ -171,8 +174,8 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   by_target: dict[str, list[Piece]] = {}
   for p in pieces:
     by_target.setdefault(p.target, []).append(p)
-  total = sum(int(np.prod(s)) for s in target_shapes.values()) * dtype.itemsize
-  bar = Progress(total, f'loading {what}', progress)
+  total = sum(int(np.prod(target_shapes[t])) for t in by_target) * dtype.itemsize
+  bar = Progress(total, f'loading {what}', progress)  # counts what is read from the file
   flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype)
           for t, how in unused.items()}
   for target, group in by_target.items():
@@ -198,14 +201,43 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   return unflatten(flat)
 
 
+# Rearrangements of a torch-layout weight ([out, in]) into the official layouts.
+def heads_in(n: int, h: int, d: int):
+  """[N*H, D] -> [N, D, H] (q/k/v projections)."""
+  return lambda x: x.reshape(n, h, d).transpose(0, 2, 1)
+
+
+def heads_out(n: int, h: int, d: int):
+  """[D, N*H] -> [N, H, D] (the attention output projection)."""
+  return lambda x: x.reshape(d, n, h).transpose(1, 2, 0)
+
+
+def transpose(x: np.ndarray) -> np.ndarray:
+  return x.T
+
+
+def resolve_model(cfg, model, dtype, default_dtype, fallback_name: str, path):
+  """The model a checkpoint whose config is `cfg` loads into: `model` after checking it
+  is that config, else a new Model named after the matching preset; in `dtype` when one
+  is asked for (else the model's, or `default_dtype` for a new one)."""
+  from gemma4 import models
+  from gemma4.config import matching_preset
+  if model is not None and model.config != cfg:
+    raise CheckpointError(f'{os.fspath(path)!r} holds a different model than {model.name}: '
+                          + config_diff(model.config, cfg))
+  if model is None:
+    found = matching_preset(cfg)
+    model = models.Model(cfg, dtype=default_dtype, name=found[0] if found else fallback_name)
+  if dtype is not None and jnp.dtype(dtype) != jnp.dtype(model.dtype):
+    model = dataclasses.replace(model, dtype=dtype)
+  return model
+
+
 def config_diff(want, got) -> str:
   """'field is X in the file, Y in the model' for each differing config field."""
   fields = [f.name for f in dataclasses.fields(want) if getattr(want, f.name) != getattr(got, f.name)]
   return ', '.join(f'{k} is {getattr(got, k)!r} in the file, {getattr(want, k)!r} in the model'
                    for k in fields)
-
-
-unflatten = _unflatten  # nested dicts from {"a/b/c": value}
 
 
 def target_shapes(specs: Mapping) -> dict[str, tuple[int, ...]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -41,6 +42,13 @@ def _paths(tree, prefix=()):
     yield prefix, tree
 
 
+def _nest(keys: tuple, value) -> dict:
+  """{keys[0]: {keys[1]: ... value}}: a one-leaf tree for a partial restore."""
+  for k in reversed(keys):
+    value = {k: value}
+  return value
+
+
 class OrbaxLeaves(loading.Reader):
   """Leaves of an Orbax checkpoint, restored one at a time as NumPy arrays."""
 
@@ -61,15 +69,8 @@ class OrbaxLeaves(loading.Reader):
   def leaf(self, keys: tuple) -> np.ndarray:
     if self._cache is not None and self._cache[0] == keys:
       return self._cache[1]
-    item = node = {}
-    for k in keys[:-1]:
-      node = node.setdefault(k, {})
-    node[keys[-1]] = self.leaves[keys]
-    args = {}
-    node_args = args
-    for k in keys[:-1]:
-      node_args = node_args.setdefault(k, {})
-    node_args[keys[-1]] = self.ocp.RestoreArgs(restore_type=np.ndarray)
+    item = _nest(keys, self.leaves[keys])
+    args = _nest(keys, self.ocp.RestoreArgs(restore_type=np.ndarray))
     out = self.ckpt.restore(self.path, args=self.ocp.args.PyTreeRestore(
         item=item, restore_args=args, partial_restore=True))
     for k in keys:
@@ -161,17 +162,15 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
               or u.startswith(('embedder/mm_', 'embedder/audio_'))]
   reader = _Mapped(leaves, found)
   pieces = [Piece(name, tuple(targets[name]), name, rows=True) for name in found]
-  dropped = {}
   if encoders:
-    import sys
-    print(f'gemma4: {path}: skipped {len(encoders)} vision/audio encoder leaves '
-          '(the encoders are not implemented yet; the text decoder is loaded)', file=sys.stderr)
+    print(f'gemma4: {path}: skipped {len(encoders)} encoder leaves that {model.name} does not '
+          'hold (a text_only model, or the audio encoder, not implemented yet)', file=sys.stderr)
   others = sorted(set(unmatched) - set(encoders))
   if others:
     raise CheckpointError(f'{os.fspath(path)!r} does not fit {model.name} '
                           f'({len(others)} leaves match no parameter):\n  ' + '\n  '.join(others))
-  dtype = model.dtype if dtype is None else dtype
-  params = loading.fill(reader, pieces, targets, dtype, dropped=dropped,
+  model = loading.resolve_model(model.config, model, dtype, model.dtype, model.name, path)
+  params = loading.fill(reader, pieces, targets, model.dtype,
                         what=f'Orbax checkpoint {os.path.basename(os.path.abspath(path))}',
                         progress=progress)
   return model, params, None

@@ -318,7 +318,7 @@ class Gemma4Sampler:
         raise ValueError(f'prompt {row} has {n_slots[row]} <|image|> placeholder(s) but no '
                          'images were given')
       return None
-    if not self.model.has_vision or 'vision_encoder' not in self.params:
+    if not self.model.has_vision:  # check_params has made sure the params hold it
       raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
                        '(load it with text_only=False, or a checkpoint that has one)')
     budget = check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)

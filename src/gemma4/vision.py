@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from gemma4.config import VisionConfig
+from gemma4.layers import rms_norm, rope
 from gemma4.params import ParamSpec
 
 ROPE_BASE = 100.0
@@ -64,25 +65,11 @@ def projection_spec(v: VisionConfig, text_width: int) -> dict:
   return {'w': ParamSpec((v.d_model, text_width), 'normal', (0,))}
 
 
-def _rms(x, scale=None, eps=1e-6):
-  x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-  return x if scale is None else x * scale
-
-
-def _rope_1d(x, pos, base):
-  half = x.shape[-1] // 2
-  timescale = base ** ((2.0 / x.shape[-1]) * jnp.arange(half, dtype=jnp.float32))
-  angle = (pos[..., None].astype(jnp.float32) / timescale)[..., None, :]  # [B, L, 1, half]
-  a, b = x[..., :half], x[..., half:]
-  sin, cos = jnp.sin(angle), jnp.cos(angle)
-  return jnp.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
-
-
 def _rope_2d(x, positions):
   """The first 2 * (H // 4) channels rotate with the column, the rest with the row."""
   per = 2 * (x.shape[-1] // 4)
-  return jnp.concatenate([_rope_1d(x[..., :per], positions[..., 0], ROPE_BASE),
-                          _rope_1d(x[..., per:], positions[..., 1], ROPE_BASE)], axis=-1)
+  return jnp.concatenate([rope(x[..., :per], positions[..., 0], ROPE_BASE),
+                          rope(x[..., per:], positions[..., 1], ROPE_BASE)], axis=-1)
 
 
 def _linear(p, eqn, x):
@@ -93,23 +80,23 @@ def _linear(p, eqn, x):
 
 
 def _block(x, p, positions, mask):
-  h = _rms(x, p['pre_attention_norm']['scale'])
+  h = rms_norm(x, p['pre_attention_norm']['scale'])
   a = p['attn']
   q = _linear(a['q_einsum'], 'BLD,NDH->BLNH', h)
   k, v = _linear(a['kv_einsum'], 'BLD,CNDH->CBLNH', h)
-  q = _rope_2d(_rms(q, a['query_norm']['scale']), positions)
-  k = _rope_2d(_rms(k, a['key_norm']['scale']), positions)
-  v = _rms(v)
+  q = _rope_2d(rms_norm(q, a['query_norm']['scale']), positions)
+  k = _rope_2d(rms_norm(k, a['key_norm']['scale']), positions)
+  v = rms_norm(v)
   logits = jnp.einsum('BTNH,BSNH->BNTS', q, k)  # no 1/sqrt(H): QK norm instead
   logits = jnp.where(mask[:, None], logits, -1e30)
   out = jnp.einsum('BNTS,BSNH->BTNH', jax.nn.softmax(logits, axis=-1), v)
   out = _linear(a['attn_vec_einsum'], 'BTNH,NHD->BTD', out)
-  x = x + _rms(out, p['post_attention_norm']['scale'])
-  h = _rms(x, p['pre_ffw_norm']['scale'])
+  x = x + rms_norm(out, p['post_attention_norm']['scale'])
+  h = rms_norm(x, p['pre_ffw_norm']['scale'])
   g = _linear(p['mlp']['gating_einsum'], 'BLD,CFD->BLCF', h)
   h = _linear(p['mlp']['linear'], 'BLF,FD->BLD',
               jax.nn.gelu(g[..., 0, :], approximate=True) * g[..., 1, :])
-  return x + _rms(h, p['post_ffw_norm']['scale'])
+  return x + rms_norm(h, p['post_ffw_norm']['scale'])
 
 
 def encode(params: dict, v: VisionConfig, patches: jax.Array, positions: jax.Array
@@ -146,4 +133,4 @@ def encode(params: dict, v: VisionConfig, patches: jax.Array, positions: jax.Arr
 
 def project(pooled: jax.Array, w: jax.Array) -> jax.Array:
   """Soft tokens in the text width: RMS norm without scale, then mm_input_projection."""
-  return jnp.einsum('...TM,MD->...TD', _rms(pooled.astype(jnp.float32)), w.astype(jnp.float32))
+  return jnp.einsum('...TM,MD->...TD', rms_norm(pooled.astype(jnp.float32)), w.astype(jnp.float32))
