@@ -32,15 +32,10 @@ MOE = dict(  # 26B-A4B features: MoE beside the dense MLP, K = V and 1 kv head o
     moe_intermediate_size=24, final_logit_softcapping=30.0, use_bidirectional_attention='vision')
 
 
-def _random_hf(kwargs, path, seed=0, **save):
-  """A transformers Gemma4ForCausalLM with weights of realistic scale, saved to `path`.
-
-  The default init (std 0.02, unit norms) would make every logit tiny; here projections
-  are normal with std fan_in**-0.5 and norm scales 1 + 0.1 * normal, as gemma4's own
-  random init, so a misplaced tensor shows.
-  """
-  torch.manual_seed(seed)
-  model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**kwargs)).eval()
+def randomize(model, seed=0):
+  """Weights of realistic scale in place: the default init (std 0.02, unit norms) would
+  make every logit tiny; here projections are normal with std fan_in**-0.5 and norm
+  scales 1 + 0.1 * normal, as gemma4's own random init, so a misplaced tensor shows."""
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     tensors = list(model.named_parameters())
@@ -50,6 +45,14 @@ def _random_hf(kwargs, path, seed=0, **save):
         p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
       else:
         p.copy_(torch.randn(p.shape, generator=g) * p.shape[-1] ** -0.5)
+  return g
+
+
+def _random_hf(kwargs, path, seed=0, **save):
+  """A random transformers Gemma4ForCausalLM (see `randomize`), saved to `path`."""
+  torch.manual_seed(seed)
+  model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**kwargs)).eval()
+  randomize(model, seed)
   model.save_pretrained(path, **save)
   return model
 
@@ -198,9 +201,10 @@ def test_layout_errors(tmp_path):
     gemma4.load_checkpoint(tmp_path)
 
 
-def test_multimodal_checkpoint_loads_its_decoder_and_says_encoders_were_skipped(tmp_path, capsys):
+def test_text_only_model_loads_the_decoder_of_a_multimodal_checkpoint(tmp_path, capsys):
   """The published layout: Gemma4ForConditionalGeneration, decoder under
-  model.language_model., encoders beside it, config.json with a text_config."""
+  model.language_model., encoders beside it, config.json with a text_config. A text_only
+  model takes the decoder and says which encoder tensors it left."""
   src = _arange_checkpoint(tmp_path / 'text', DENSE)
   text = gemma4.load_checkpoint(tmp_path / 'text')
   mm = {'model.language_model.' + k.removeprefix('model.'): v for k, v in src.items()}
@@ -213,8 +217,10 @@ def test_multimodal_checkpoint_loads_its_decoder_and_says_encoders_were_skipped(
     json.dump({'model_type': 'gemma4', 'text_config': text_config,
                'vision_config': {}, 'audio_config': {}}, f)
   capsys.readouterr()
-  ckpt = gemma4.load_checkpoint(tmp_path / 'mm')
-  assert 'skipped 2 vision/audio encoder tensors' in capsys.readouterr().err
+  ckpt = gemma4.load_checkpoint(tmp_path / 'mm', model=text.model)
+  err = capsys.readouterr().err
+  assert 'the vision tower (1 tensors) is not loaded: gemma4_hf is text_only' in err
+  assert 'skipped 1 audio encoder tensors' in err
   flat_a, flat_b = gemma4.params._flatten(text.params), gemma4.params._flatten(ckpt.params)
   assert flat_a.keys() == flat_b.keys()
   assert all(np.array_equal(np.asarray(flat_a[k]), np.asarray(flat_b[k])) for k in flat_a)

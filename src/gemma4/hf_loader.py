@@ -19,15 +19,15 @@ import ml_dtypes
 import numpy as np
 
 from gemma4 import loading
-from gemma4.config import GLOBAL, LOCAL, TransformerConfig
+from gemma4.config import GLOBAL, LOCAL, TransformerConfig, VisionConfig
 from gemma4.loading import Piece, heads_in, heads_out, transpose
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 
 _DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16,
            'F64': np.float64, 'I64': np.int64, 'I32': np.int32, 'U8': np.uint8,
            'BOOL': np.bool_}
-_ENCODER_PREFIXES = ('model.vision_tower.', 'model.audio_tower.', 'model.embed_vision.',
-                     'model.embed_audio.')
+_VISION_PREFIXES = ('model.vision_tower.', 'model.embed_vision.')
+_AUDIO_PREFIXES = ('model.audio_tower.', 'model.embed_audio.')
 
 
 # --- config --------------------------------------------------------------------------
@@ -118,7 +118,39 @@ def config_from_hf(raw: dict) -> TransformerConfig:
       expert_dim=int(c.get('moe_intermediate_size') or c.get('expert_intermediate_size') or 0)
       if moe else 0,
       top_k_experts=int(c['top_k_experts']) if moe else 0,
-      bidirectional_vision=c.get('use_bidirectional_attention') == 'vision', **common)
+      bidirectional_vision=c.get('use_bidirectional_attention') == 'vision',
+      vision=vision_config(raw), **common)
+
+
+def vision_config(raw: dict) -> VisionConfig | None:
+  """The VisionConfig of a Gemma 4 config.json's `vision_config` (None without one)."""
+  v = raw.get('vision_config') if raw.get('model_type') == 'gemma4' else None
+  if not v:
+    return None
+  d, n = int(v.get('hidden_size', 768)), int(v.get('num_attention_heads', 12))
+  problems = []
+  if int(v.get('num_key_value_heads', n)) != n:
+    problems.append(f'num_key_value_heads {v["num_key_value_heads"]} (expected {n}, as many as '
+                    'the query heads)')
+  if int(v.get('head_dim', d // n)) * n != d:
+    problems.append(f'head_dim {v["head_dim"]} (expected hidden_size / num_attention_heads '
+                    f'= {d // n})')
+  rope = v.get('rope_parameters') or {}
+  if float(rope.get('rope_theta', 100.0)) != 100.0:
+    problems.append(f'rope_theta {rope["rope_theta"]} (expected 100)')
+  if int(v.get('pooling_kernel_size', 3)) != 3:
+    problems.append(f'pooling_kernel_size {v["pooling_kernel_size"]} (expected 3)')
+  if v.get('hidden_activation', 'gelu_pytorch_tanh') != 'gelu_pytorch_tanh':
+    problems.append(f'hidden_activation {v["hidden_activation"]!r} (expected gelu_pytorch_tanh)')
+  if problems:
+    raise ValueError('config.json vision_config is not a Gemma 4 vision encoder: '
+                     + '; '.join(problems))
+  return VisionConfig(d_model=d, num_layers=int(v.get('num_hidden_layers', 16)), num_heads=n,
+                      ffw_hidden=int(v.get('intermediate_size', 3072)),
+                      patch_size=int(v.get('patch_size', 16)),
+                      pos_emb_shape_yx=(int(v.get('position_embedding_size', 10240)), 2),
+                      use_clipped_linears=bool(v.get('use_clipped_linears', False)),
+                      standardize_embeddings=bool(v.get('standardize', False)))
 
 
 # --- the key map ---------------------------------------------------------------------
@@ -211,6 +243,82 @@ def unused_params(cfg: TransformerConfig) -> dict[str, str]:
       out[t + ('k_einsum/w' if cfg.k_eq_v(kind) else 'kv_einsum/w')] = 'zeros'
       out[t + cfg.qk_norm_names[1] + '/scale'] = 'ones'
   return out
+
+
+_CLIPS = ('input_min', 'input_max', 'output_min', 'output_max')
+# The official tree has one set of clip bounds for K and V (kv_einsum) and one for the
+# gate and up projections (gating_einsum); transformers stores a copy on each.
+_SHARED_CLIPS = {'self_attn.v_proj': 'self_attn.k_proj', 'mlp.up_proj': 'mlp.gate_proj'}
+
+
+def vision_pieces(v: VisionConfig, text_width: int, prefix: str = 'model.') -> list[Piece]:
+  """Where each transformers vision-tower tensor goes in the official `vision_encoder`
+  tree (block parameters stacked over layers) and `embedder/mm_input_projection`."""
+  d, n, f, h = v.d_model, v.num_heads, v.ffw_hidden, v.d_model // v.num_heads
+  m, t = prefix + 'vision_tower.', 'vision_encoder/'
+  blk = t + 'transformer/stacked_layers/block/'
+  pieces = [
+      Piece(m + 'patch_embedder.input_proj.weight', (d, 3 * v.patch_size ** 2),
+            t + 'entry/input_projection/w', fn=transpose),
+      Piece(m + 'patch_embedder.position_embedding_table', (2, v.pos_emb_shape_yx[0], d),
+            t + 'entry/pos_emb', fn=lambda x: x.transpose(1, 0, 2)),
+      Piece(prefix + 'embed_vision.embedding_projection.weight', (text_width, d),
+            'embedder/mm_input_projection/w', fn=transpose),
+  ]
+  if v.standardize_embeddings:
+    pieces += [Piece(m + 'std_bias', (d,), t + 'standardize/bias'),
+               Piece(m + 'std_scale', (d,), t + 'standardize/scale')]
+  for i in range(v.num_layers):
+    b = f'{m}encoder.layers.{i}.'
+    linears = [  # (transformers name, official name, shape, index after the layer, fn)
+        ('self_attn.q_proj', 'attn/q_einsum', (n * h, d), (), heads_in(n, h, d)),
+        ('self_attn.k_proj', 'attn/kv_einsum', (n * h, d), (0,), heads_in(n, h, d)),
+        ('self_attn.v_proj', 'attn/kv_einsum', (n * h, d), (1,), heads_in(n, h, d)),
+        ('self_attn.o_proj', 'attn/attn_vec_einsum', (d, n * h), (), heads_out(n, h, d)),
+        ('mlp.gate_proj', 'mlp/gating_einsum', (f, d), (0,), None),
+        ('mlp.up_proj', 'mlp/gating_einsum', (f, d), (1,), None),
+        ('mlp.down_proj', 'mlp/linear', (d, f), (), transpose),
+    ]
+    for name, target, shape, index, fn in linears:
+      pieces.append(Piece(f'{b}{name}.linear.weight', shape, f'{blk}{target}/w', (i,) + index, fn))
+      if v.use_clipped_linears and name not in _SHARED_CLIPS:
+        pieces += [Piece(f'{b}{name}.{c}', (), f'{blk}{target}/clip_{c}', (i,)) for c in _CLIPS]
+    pieces += [
+        Piece(b + 'self_attn.q_norm.weight', (h,), blk + 'attn/query_norm/scale', (i,)),
+        Piece(b + 'self_attn.k_norm.weight', (h,), blk + 'attn/key_norm/scale', (i,)),
+        Piece(b + 'input_layernorm.weight', (d,), blk + 'pre_attention_norm/scale', (i,)),
+        Piece(b + 'post_attention_layernorm.weight', (d,), blk + 'post_attention_norm/scale', (i,)),
+        Piece(b + 'pre_feedforward_layernorm.weight', (d,), blk + 'pre_ffw_norm/scale', (i,)),
+        Piece(b + 'post_feedforward_layernorm.weight', (d,), blk + 'post_ffw_norm/scale', (i,)),
+    ]
+  return pieces
+
+
+def shared_clip_copies(v: VisionConfig, prefix: str = 'model.') -> dict[str, str]:
+  """The transformers clip bounds that copy another (V's copy K's, up's copy gate's):
+  {copy: original}. They are not loaded; `check_shared_clips` checks they are equal."""
+  if not v.use_clipped_linears:
+    return {}
+  m = prefix + 'vision_tower.encoder.layers.'
+  return {f'{m}{i}.{copy}.{c}': f'{m}{i}.{orig}.{c}' for i in range(v.num_layers)
+          for copy, orig in _SHARED_CLIPS.items() for c in _CLIPS}
+
+
+def check_shared_clips(reader: 'SafetensorsFiles', copies: dict[str, str], path: str) -> None:
+  """One CheckpointError naming every copied clip bound that differs from its original
+  (the official tree could not hold it); runs before any weight is placed."""
+  names = reader.shapes()
+  bad = []
+  for copy, orig in copies.items():
+    if copy in names and orig in names:
+      a, b = float(reader.read(copy)), float(reader.read(orig))
+      if a != b and not (np.isnan(a) and np.isnan(b)):
+        bad.append(f'{copy} = {a} but {orig} = {b}')
+  if bad:
+    raise loading.CheckpointError(
+        f'checkpoint {path}: the official vision tree has one set of clip bounds for K and V '
+        f'and one for the gate and up projections, but these differ ({len(bad)}):\n  '
+        + '\n  '.join(bad))
 
 
 # --- safetensors -----------------------------------------------------------------------
@@ -334,18 +442,32 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   names = reader.shapes()
   prefix = 'model.language_model.' if any(k.startswith('model.language_model.') for k in names) \
       else 'model.'
-  file_dtype = next(iter(reader.entries.values()))[1]
+  embedding = prefix + 'embed_tokens.weight'
+  file_dtype = (reader.entries.get(embedding) or next(iter(reader.entries.values())))[1]
+  vision = [k for k in names if k.startswith(_VISION_PREFIXES)]
+  audio = [k for k in names if k.startswith(_AUDIO_PREFIXES)]
   model = loading.resolve_model(cfg, model, dtype, np.float32 if file_dtype == 'F32'
-                                else ml_dtypes.bfloat16, f'{cfg.family}_hf', path)
+                                else ml_dtypes.bfloat16, f'{cfg.family}_hf', path,
+                                text_only=not vision)
+  pieces = text_pieces(cfg, prefix)
   dropped = {}
-  encoders = [k for k in names if k.startswith(_ENCODER_PREFIXES)]
-  if encoders:
-    print(f'gemma4: {path}: skipped {len(encoders)} vision/audio encoder tensors (their key '
-          'map is not written yet; the text decoder is loaded)', file=sys.stderr)
-    dropped.update({k: 'encoder' for k in encoders})
+  if model.has_vision:
+    pieces += vision_pieces(model.config.vision, cfg.embed_dim)
+    copies = shared_clip_copies(model.config.vision)
+    check_shared_clips(reader, copies, path)
+    dropped.update({k: 'a copy of another clip bound (checked equal)' for k in copies})
+  elif vision:
+    why = f'{model.name} is text_only' if model.text_only else 'config.json has no vision_config'
+    print(f'gemma4: {path}: the vision tower ({len(vision)} tensors) is not loaded: {why}',
+          file=sys.stderr)
+    dropped.update({k: 'vision tower of a text_only model' for k in vision})
+  if audio:
+    print(f'gemma4: {path}: skipped {len(audio)} audio encoder tensors (audio is not '
+          'supported yet; the rest is loaded)', file=sys.stderr)
+    dropped.update({k: 'audio encoder' for k in audio})
   if 'lm_head.weight' in names:
     dropped['lm_head.weight'] = 'tied to the embedding'
-  params = loading.fill(reader, text_pieces(cfg, prefix), loading.target_shapes(model.param_specs()),
+  params = loading.fill(reader, pieces, loading.target_shapes(model.param_specs()),
                         model.dtype, dropped=dropped, unused=unused_params(cfg),
                         what=f'checkpoint {path}', progress=progress)
   return model, params, load_tokenizer(path, cfg.family)

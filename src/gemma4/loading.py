@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4.params import _flatten
+from gemma4.params import _flatten, is_encoder
 from gemma4.params import _unflatten as unflatten
 
 # Tensors larger than this are placed on the device in row blocks of about this size.
@@ -102,10 +102,13 @@ def check_plan(pieces: Iterable[Piece], file_shapes: Mapping[str, tuple[int, ...
     if not got:
       problems.append(f'parameter {target} {tuple(shape)} has no tensor in the {what}')
       continue
-    want = [(i,) for i in range(shape[0])]
-    if sorted(got) != want:
+    depth = max(len(i) for i in got)
+    count = np.zeros(tuple(shape[:depth]), np.int64)
+    for index in got:
+      count[index] += 1
+    if () in got or not (count == 1).all():
       problems.append(f'parameter {target} {tuple(shape)} filled by slices {sorted(got)}, '
-                      f'expected each of {want} once')
+                      f'expected every slice of its first {depth} axes exactly once')
   left_over = sorted(set(file_shapes) - used - set(dropped))
   problems += [f'unused tensor {n} {tuple(file_shapes[n])}' for n in left_over]
   if problems:
@@ -161,7 +164,8 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
          dtype, *, dropped: Mapping[str, str] | None = None,
          unused: Mapping[str, str] | None = None, what: str = 'checkpoint',
          progress: bool | None = None) -> dict:
-  """The official parameter tree (nested dicts of jax arrays in `dtype`) from `pieces`.
+  """The official parameter tree (nested dicts of jax arrays in `dtype`; encoder
+  parameters in float32, as the official library keeps them) from `pieces`.
 
   Checks the plan first (`check_plan`), then reads each tensor once, in file order.
   dropped: file tensors deliberately not used, with the reason.
@@ -170,18 +174,19 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   file_shapes = reader.shapes()
   unused = unused or {}
   check_plan(pieces, file_shapes, target_shapes, dropped or {}, what, unused)
-  dtype = jnp.dtype(dtype)
   by_target: dict[str, list[Piece]] = {}
   for p in pieces:
     by_target.setdefault(p.target, []).append(p)
-  total = sum(int(np.prod(target_shapes[t])) for t in by_target) * dtype.itemsize
+  def dtype_of(target):
+    return jnp.dtype(jnp.float32 if is_encoder(target) else dtype)
+  total = sum(int(np.prod(target_shapes[t])) * dtype_of(t).itemsize for t in by_target)
   bar = Progress(total, f'loading {what}', progress)  # counts what is read from the file
-  flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype)
+  flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype_of(t))
           for t, how in unused.items()}
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    host = host_buffer(shape, dtype)
+    nbytes = int(np.prod(shape)) * dtype_of(target).itemsize
+    host = host_buffer(shape, dtype_of(target))
     if len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES:
       _fill_rows(reader, group[0], host)
     else:
@@ -216,18 +221,24 @@ def transpose(x: np.ndarray) -> np.ndarray:
   return x.T
 
 
-def resolve_model(cfg, model, dtype, default_dtype, fallback_name: str, path):
+def resolve_model(cfg, model, dtype, default_dtype, fallback_name: str, path,
+                  text_only: bool = True):
   """The model a checkpoint whose config is `cfg` loads into: `model` after checking it
-  is that config, else a new Model named after the matching preset; in `dtype` when one
-  is asked for (else the model's, or `default_dtype` for a new one)."""
+  is that config, else a new Model named after the matching preset (with the encoders
+  when text_only is False); in `dtype` when one is asked for (else the model's, or
+  `default_dtype` for a new one). A file that says nothing of the encoders fits a model
+  whose decoder it is."""
   from gemma4 import models
   from gemma4.config import matching_preset
+  if model is not None and cfg.vision is None and cfg.audio is None:
+    cfg = dataclasses.replace(cfg, vision=model.config.vision, audio=model.config.audio)
   if model is not None and model.config != cfg:
     raise CheckpointError(f'{os.fspath(path)!r} holds a different model than {model.name}: '
                           + config_diff(model.config, cfg))
   if model is None:
     found = matching_preset(cfg)
-    model = models.Model(cfg, dtype=default_dtype, name=found[0] if found else fallback_name)
+    model = models.Model(cfg, dtype=default_dtype, text_only=text_only,
+                         name=found[0] if found else fallback_name)
   if dtype is not None and jnp.dtype(dtype) != jnp.dtype(model.dtype):
     model = dataclasses.replace(model, dtype=dtype)
   return model

@@ -101,7 +101,7 @@ def _is_spec(x) -> bool:
   return isinstance(x, ParamSpec)
 
 
-def _is_encoder(path: str) -> bool:
+def is_encoder(path: str) -> bool:
   """Encoder params and their projections stay float32 (as in the official library)."""
   return path.startswith(('vision_encoder/', 'audio_encoder/', 'embedder/mm_'))
 
@@ -109,7 +109,7 @@ def _is_encoder(path: str) -> bool:
 def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16, specs: dict | None = None) -> dict:
   """The tree of `jax.ShapeDtypeStruct`s: what `jax.eval_shape(model.init)` gives."""
   flat = _flatten(specs if specs is not None else param_specs(cfg))
-  return _unflatten({k: jax.ShapeDtypeStruct(s.shape, jnp.float32 if _is_encoder(k) else jnp.dtype(dtype))
+  return _unflatten({k: jax.ShapeDtypeStruct(s.shape, jnp.float32 if is_encoder(k) else jnp.dtype(dtype))
                      for k, s in flat.items()})
 
 
@@ -149,7 +149,7 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
       fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
       x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
     leaves.append(x)
-  leaves = [jnp.asarray(x, jnp.float32 if _is_encoder(p) else dtype) for p, x in zip(paths, leaves)]
+  leaves = [jnp.asarray(x, jnp.float32 if is_encoder(p) else dtype) for p, x in zip(paths, leaves)]
   return jax.tree.unflatten(treedef, leaves)
 
 
