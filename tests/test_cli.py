@@ -103,3 +103,31 @@ def test_help_lists_every_option(capsys):
   for flag in ('--checkpoint', '--tokenizer', '--image', '--audio', '--max-new-tokens',
                '--temperature', '--top-k', '--top-p', '--min-p', '--seed', '--no-stream'):
     assert flag in out
+
+
+def test_image_gives_the_official_greedy_text(tmp_path, capsys, monkeypatch):
+  """`--image` on a model with a vision encoder (tiny E2B, budget 70): the text equals
+  the official sampler's tokens recorded in tests/golden (sampler_images_tiny_gemma4_e2b)."""
+  from PIL import Image
+  from tests import test_sampler_images as images_test
+  from tests import tokenizer_util
+  tok = gemma4.Gemma4Tokenizer(tokenizer_util.build(tmp_path / 't.model'))
+  s = images_test._sampler('e2b', tok)
+  ckpt = gemma4.Checkpoint(s.model, s.params, tok)
+  monkeypatch.setattr(gemma4, 'load_checkpoint',
+                      lambda path, model=None, **kw: ckpt if path == 'tiny-e2b' else None)
+  Image.fromarray(images_test.IMG_A).save(tmp_path / 'a.png')
+  with open(os.path.join(os.path.dirname(__file__), 'golden',
+                         'sampler_images_tiny_gemma4_e2b.json')) as f:
+    want = tok.decode(json.load(f)['one'])
+  prompt = 'Look: <|image|> What is it?'
+  argv = ['sample', prompt, '-c', 'tiny-e2b', '--image', str(tmp_path / 'a.png'),
+          '--max-soft-tokens', '70', '-n', '8', '--cache-length', '512']
+  assert cli.main(argv + ['--no-stream']) == 0
+  assert capsys.readouterr().out == prompt + want + '\n'
+  assert cli.main(argv + ['--stream']) == 0
+  assert capsys.readouterr().out == prompt + want + '\n'
+  # Without a placeholder in the prompt, one is added at the end for each image.
+  assert cli.main(['sample', 'Look:', '-c', 'tiny-e2b', '--image', str(tmp_path / 'a.png'),
+                   '--max-soft-tokens', '70', '-n', '2', '--no-stream']) == 0
+  assert capsys.readouterr().out.startswith('Look:\n<|image|>')

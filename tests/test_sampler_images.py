@@ -52,6 +52,10 @@ def test_image_tokens_equal_official_golden(preset, tok):
   t2 = s.sample(' Now see <|image|> and say.', images=[IMG_A], last_state=t1.state,
                 return_state=True)
   assert t2.tokens.tolist() == want['turn2']
+  i1 = s.sample('Look: <|image|> What is it?', images=[IMG_B], return_state=True)
+  assert i1.tokens.tolist() == want['image_turn1']
+  i2 = s.sample(' Tell me more.', last_state=i1.state, return_state=True)
+  assert i2.tokens.tolist() == want['image_turn2']
 
 
 def test_batch_rows_equal_each_prompt_alone(tok):

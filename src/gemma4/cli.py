@@ -115,7 +115,8 @@ def _load(args):
   model = None
   if args.model:
     try:
-      model = gemma4.models.get_model(args.model, **({'dtype': dtype} if dtype else {}))
+      model = gemma4.models.get_model(args.model, text_only=not args.image,
+                                      **({'dtype': dtype} if dtype else {}))
     except ValueError as e:
       raise CliError(str(e)) from e
   what = 'the default model (Gemma 3 270M)' if not args.checkpoint else path

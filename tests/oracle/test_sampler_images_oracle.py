@@ -7,7 +7,8 @@ there), same float32 params, same test tokenizer. Images fill the patch budget e
 (336x480 and 480x336: 630 patches, 70 soft tokens), as the official encoder lets
 padding patches leak into attention (tests/oracle/test_vision_oracle.py).
 Bounds: identical tokens and text, per-step logits within 1e-4; a later turn with an
-image equals the official sampler on the whole history as one prompt.
+image, and a text turn after an image turn, equal the official sampler on the whole
+history as one prompt.
 """
 
 from __future__ import annotations
@@ -131,6 +132,26 @@ def test_image_in_a_later_turn_equals_official_on_the_whole_history(pair):
   assert worst <= 1e-4, worst
   _record(pair, 'turn1', out1)
   _record(pair, 'turn2', whole)
+
+
+def test_text_after_an_image_turn_equals_official_on_the_whole_history(pair):
+  """Turn 1 with an image, turn 2 text through last_state (the image stays in the
+  cache), against the official sampler on the whole history as one prompt."""
+  t1 = 'Look: <|image|> What is it?'
+  out1 = pair.ours.sample(t1, images=[IMG_B], return_state=True)
+  t2 = ' Tell me more.'
+  _RECORDED.clear()
+  out2 = pair.ours.sample(t2, last_state=out1.state, return_state=True)
+  mine = list(_RECORDED)
+  history = t1 + pair.ours.tokenizer.decode(out1.tokens[:np.count_nonzero(out1.tokens) - 1]) + t2
+  _RECORDED.clear()
+  whole = pair.off.sample(history, images=[IMG_B], return_state=True)
+  theirs = list(_RECORDED)
+  np.testing.assert_array_equal(np.asarray(whole.tokens), out2.tokens)
+  worst = max(float(np.max(np.abs(x - y))) for x, y in zip(theirs, mine))
+  assert worst <= 1e-4, worst
+  _record(pair, 'image_turn1', out1)
+  _record(pair, 'image_turn2', whole)
 
 
 def test_write_images_golden(pair):
