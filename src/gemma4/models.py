@@ -25,8 +25,9 @@ class Model:
 
   text_only: as in the official library, True (the default) leaves the vision and
     audio encoders out of the model; their configs stay in `config`. With False the
-    parameter tree also holds `vision_encoder` and `embedder/mm_input_projection`
-    (float32, as the official library keeps them). The audio encoder is not there yet.
+    parameter tree also holds `vision_encoder` and `embedder/mm_input_projection`, and
+    for E2B/E4B `audio_encoder` and `embedder/audio_input_projection` (float32, as the
+    official library keeps them).
   """
 
   config: TransformerConfig
@@ -38,6 +39,10 @@ class Model:
   def has_vision(self) -> bool:
     return not self.text_only and self.config.vision is not None
 
+  @property
+  def has_audio(self) -> bool:
+    return not self.text_only and self.config.audio is not None
+
   def param_specs(self) -> dict:
     specs = _params.param_specs(self.config)
     if self.has_vision:
@@ -45,6 +50,11 @@ class Model:
       specs['vision_encoder'] = vision.param_specs(self.config.vision)
       specs['embedder']['mm_input_projection'] = vision.projection_spec(
           self.config.vision, self.config.embed_dim)
+    if self.has_audio:
+      from gemma4 import conformer
+      specs['audio_encoder'] = conformer.param_specs(self.config.audio)
+      specs['embedder']['audio_input_projection'] = conformer.projection_spec(
+          self.config.audio, self.config.embed_dim)
     return specs
 
   def eval_shape(self) -> dict:
@@ -118,14 +128,18 @@ def tiny_config(preset: str) -> TransformerConfig:
 
 
 TINY_VISION = dict(d_model=64, num_layers=2, num_heads=4, ffw_hidden=96, pos_emb_shape_yx=(256, 2))
+TINY_AUDIO = dict(num_layers=2, model_dims=64, lm_model_dims=48, atten_num_heads=4)
 
 
 def tiny(preset: str, dtype=jnp.float32, text_only: bool = True) -> Model:
   """The tiny model derived from `preset` (see `tiny_config`). With text_only=False it
-  carries a tiny vision encoder of the preset's variant (2 layers of width 64)."""
+  carries a tiny vision encoder of the preset's variant (2 layers of width 64) and, for
+  E2B/E4B, a tiny audio encoder (2 conformer layers of width 64, output width 48)."""
   cfg = tiny_config(preset)
   if not text_only and cfg.vision is not None:
     cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **TINY_VISION))
+  if not text_only and cfg.audio is not None:
+    cfg = dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, **TINY_AUDIO))
   return Model(cfg, dtype=dtype, text_only=text_only, name='tiny_' + _config.get_preset_key(preset))
 
 

@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4 import vision
+from gemma4 import conformer, vision
+from gemma4.audio import SOFT_TOKEN as AUDIO_SOFT_TOKEN
+from gemma4.audio import Segment
 from gemma4.config import TransformerConfig
 from gemma4.images import SOFT_TOKEN, Patches
 from gemma4.transformer import embed
@@ -28,18 +30,28 @@ def encode_images(params: dict, cfg: TransformerConfig, patches: jax.Array,
   return vision.project(pooled, params['embedder']['mm_input_projection']['w'])
 
 
-def merge_soft_tokens(params: dict, tokens: jax.Array, soft: jax.Array
-                      ) -> tuple[jax.Array, jax.Array]:
-  """Input embeddings with soft tokens at the SOFT slots, and the vision mask.
-
-  tokens: [B, T] with SOFT_TOKEN at image slots; soft: [B, S, D], row b's soft tokens in
-  the order of its slots (zero padded).
-  """
-  is_soft = tokens == SOFT_TOKEN
-  x = embed(params, jnp.where(is_soft, 0, tokens))
-  slot = jnp.clip(jnp.cumsum(is_soft, axis=1) - 1, 0, soft.shape[1] - 1)
+def _place(x, tokens, slot_id, soft):
+  """x with row b's soft tokens [B, S, D] at its `slot_id` slots, in order."""
+  is_slot = tokens == slot_id
+  slot = jnp.clip(jnp.cumsum(is_slot, axis=1) - 1, 0, soft.shape[1] - 1)
   picked = jnp.take_along_axis(soft, slot[..., None], axis=1)
-  return jnp.where(is_soft[..., None], picked.astype(x.dtype), x), is_soft
+  return jnp.where(is_slot[..., None], picked.astype(x.dtype), x)
+
+
+def merge_soft_tokens(params: dict, tokens: jax.Array, soft: jax.Array | None,
+                      audio_soft: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Input embeddings with soft tokens at their slots, and the vision mask.
+
+  tokens: [B, T] with SOFT_TOKEN at image slots and audio.SOFT_TOKEN at audio slots;
+  soft / audio_soft: [B, S, D], row b's image / audio soft tokens in the order of its
+  slots (zero padded), or None.
+  """
+  x = embed(params, jnp.where(tokens < 0, 0, tokens))
+  if soft is not None:
+    x = _place(x, tokens, SOFT_TOKEN, soft)
+  if audio_soft is not None:
+    x = _place(x, tokens, AUDIO_SOFT_TOKEN, audio_soft)
+  return x, tokens == SOFT_TOKEN
 
 
 def _bucket(n: int) -> int:
@@ -69,3 +81,42 @@ def soft_tokens_for_rows(params: dict, cfg: TransformerConfig, rows: list[list[P
     index[b, :len(taken)] = taken
     k += len(row)
   return soft.reshape(n * per_image, -1)[jnp.asarray(index)]
+
+
+# Padded sample lengths of an audio segment (1, 2, 4, 8, 16 and 30 s at 16 kHz): clips of
+# any length reuse these few compiled shapes.
+AUDIO_BUCKETS = (16_000, 32_000, 64_000, 128_000, 256_000, 480_000)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def encode_audio(params: dict, cfg: TransformerConfig, waveforms: jax.Array,
+                 lengths: jax.Array) -> jax.Array:
+  """[n, S] float32, valid samples [n] -> soft tokens [n, T2, text width] (float32)."""
+  x, _ = conformer.encode(params['audio_encoder'], cfg.audio, waveforms, lengths)
+  return conformer.project(x, params['embedder']['audio_input_projection']['w'])
+
+
+def audio_soft_tokens_for_rows(params: dict, cfg: TransformerConfig,
+                               rows: list[list[list[Segment]]], length: int) -> jax.Array:
+  """Encodes every segment of every clip of every row in one batch (the count padded to
+  a power of two, the samples to an AUDIO_BUCKETS length) and lays out each row's soft
+  tokens in order: [B, length, D]."""
+  flat = [seg for row in rows for clip in row for seg in clip]
+  n = _bucket(len(flat))
+  longest = max(seg.samples.shape[0] for seg in flat)
+  size = next((b for b in AUDIO_BUCKETS if b >= longest), longest)
+  waves = np.zeros((n, size), np.float32)
+  lengths = np.zeros((n,), np.int32)
+  for i, seg in enumerate(flat):
+    waves[i, :seg.samples.shape[0]] = seg.samples
+    lengths[i] = seg.samples.shape[0]
+  soft = encode_audio(params, cfg, jnp.asarray(waves), jnp.asarray(lengths))
+  per = soft.shape[1]
+  index = np.zeros((len(rows), length), np.int32)
+  k = 0
+  for b, row in enumerate(rows):
+    segs = [seg for clip in row for seg in clip]
+    taken = [i * per + j for i, seg in enumerate(segs, start=k) for j in range(seg.num_soft_tokens)]
+    index[b, :len(taken)] = taken
+    k += len(segs)
+  return soft.reshape(n * per, -1)[jnp.asarray(index)]

@@ -103,7 +103,7 @@ def _is_spec(x) -> bool:
 
 def is_encoder(path: str) -> bool:
   """Encoder params and their projections stay float32 (as in the official library)."""
-  return path.startswith(('vision_encoder/', 'audio_encoder/', 'embedder/mm_'))
+  return path.startswith(('vision_encoder/', 'audio_encoder/', 'embedder/mm_', 'embedder/audio_'))
 
 
 def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16, specs: dict | None = None) -> dict:

@@ -21,7 +21,8 @@ from gemma4.config import TransformerConfig
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
 from gemma4.images import IMAGE_PLACEHOLDER, check_budget, expand_image_tokens, preprocess
-from gemma4.multimodal import merge_soft_tokens, soft_tokens_for_rows
+from gemma4 import audio as _audio
+from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
 from gemma4.tokenizer import Gemma4Tokenizer
 from gemma4.transformer import forward
@@ -156,14 +157,15 @@ class _Loop:
     return self.pick(logits, dataclasses.replace(state, cache=cache), active)
 
   @functools.partial(jax.jit, static_argnums=0)
-  def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None):
+  def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None):
     """Prompt [B, T] into the cache; samples the first token from the last one.
 
-    soft: [B, S, D] image soft tokens for the SOFT slots of `tokens`, or None.
+    soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
+    `tokens`, or None.
     """
     embeds = vision_mask = None
-    if soft is not None:
-      embeds, vision_mask = merge_soft_tokens(params, tokens, soft)
+    if soft is not None or audio_soft is not None:
+      embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
     b = tokens.shape[0]
@@ -198,13 +200,15 @@ class _Loop:
     return self.finish(state, max_new_tokens)
 
 
-_MEDIA_LATER = ('{arg} is not supported yet: gemma4 takes text and images for now '
-                '(audio input is planned); got {arg}={value!r:.60}')
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Gemma4Sampler:
   """Samples text from a Gemma 4 model; the official `gm.text.Gemma4Sampler` API.
+
+  Audio: `audio` is a list of clips (float samples in [-1, 1], or int16; mono or
+  multichannel) at `audio_sample_rate` Hz (resampled to 16 kHz when it differs), with
+  `audio_lengths` the valid samples of each; each `<|audio|>` takes one clip. Clips
+  longer than `audio_seq_length` soft tokens (750: 30 s) are split into equal
+  consecutive segments, each its own `<|audio>`...`<audio|>` block.
 
   Beyond the official sampler: `stream` yields text while decoding; the KV cache keeps
   a window per local layer; a prompt that cannot fit raises before any compute and
@@ -238,7 +242,7 @@ class Gemma4Sampler:
       raise ValueError(f'the tokenizer has {self.tokenizer.vocab_size} pieces but the model '
                        f'{self.model.config.vocab_size}; they must match')
     check_budget(self.max_soft_tokens)  # one of 70, 140, 280, 560, 1120, before any work
-    for name in ('cache_length', 'max_out_length'):
+    for name in ('cache_length', 'max_out_length', 'audio_sample_rate', 'audio_seq_length'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
     object.__setattr__(self, 'params', unwrap(self.params))
@@ -256,9 +260,6 @@ class Gemma4Sampler:
   def _prepare(self, prompt, images, audio, audio_lengths, max_new_tokens, last_state,
                sharding, rng, max_soft_tokens=None):
     """Checks every argument and tokenizes; nothing is computed on the model yet."""
-    for arg, value in (('audio', audio), ('audio_lengths', audio_lengths)):
-      if value is not None:
-        raise NotImplementedError(_MEDIA_LATER.format(arg=arg, value=value))
     batched = not isinstance(prompt, str)
     prompts = list(prompt) if batched else [prompt]
     if not prompts:
@@ -272,9 +273,12 @@ class Gemma4Sampler:
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
     rows = self._images_per_prompt(ids, images, batched, max_soft_tokens)
+    clips = self._audio_per_prompt(ids, audio, audio_lengths, batched)
     if rows is not None:
       ids = [expand_image_tokens(t, [p.num_soft_tokens for p in row], i)
              for i, (t, row) in enumerate(zip(ids, rows))]
+    if clips is not None:
+      ids = [_audio.expand_audio_tokens(t, row, i) for i, (t, row) in enumerate(zip(ids, clips))]
     before = np.zeros(len(ids), np.int64)
     if last_state is not None:
       if last_state.batch_size != len(ids):
@@ -303,11 +307,13 @@ class Gemma4Sampler:
     else:
       dtype = jax.tree.leaves(self.params)[0].dtype
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
-    soft = None
+    soft = audio_soft = None
     if rows is not None and any(rows):
       soft = soft_tokens_for_rows(self.params, self.model.config, rows, length)
+    if clips is not None and any(clips):
+      audio_soft = audio_soft_tokens_for_rows(self.params, self.model.config, clips, length)
     return (batched, tokens, valid, cache, normalize_rng(rng),
-            max_new_tokens or self.max_out_length, soft)
+            max_new_tokens or self.max_out_length, (soft, audio_soft))
 
   def _images_per_prompt(self, ids, images, batched, max_soft_tokens):
     """Preprocessed images per prompt (None without images), after every check."""
@@ -342,6 +348,63 @@ class Gemma4Sampler:
     return [[preprocess(img, budget, self.patch_size, self.pooling_kernel_size) for img in g]
             for g in groups]
 
+  def _audio_per_prompt(self, ids, audio, audio_lengths, batched):
+    """Each prompt's clips as lists of 30 s segments (None without audio), after every
+    check: placeholder and clip counts per prompt, lengths, samples."""
+    n_slots = [sum(1 for t in row if t == _audio.AUDIO_PLACEHOLDER) for row in ids]
+    if audio is None:
+      if audio_lengths is not None:
+        raise ValueError('audio_lengths was given without audio')
+      if any(n_slots):
+        row = next(i for i, n in enumerate(n_slots) if n)
+        raise ValueError(f'prompt {row} has {n_slots[row]} <|audio|> placeholder(s) but no '
+                         'audio was given')
+      return None
+    if not self.model.has_audio:
+      why = ('it has no audio encoder' if self.model.config.audio is None else
+             'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
+      raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
+    if isinstance(audio, np.ndarray) and audio.ndim == 1:
+      audio = [audio]
+    audio = list(audio)
+    per_prompt = (batched and len(audio) == len(ids)
+                  and all(isinstance(x, (list, tuple)) for x in audio))
+    if per_prompt:
+      groups = [list(x) for x in audio]
+      for i, (g, n) in enumerate(zip(groups, n_slots)):
+        if len(g) != n:
+          raise ValueError(f'prompt {i} has {n} <|audio|> placeholder(s) but {len(g)} audio clip(s)')
+      if audio_lengths is not None:
+        lengths = [list(x) for x in audio_lengths]
+        if [len(x) for x in lengths] != [len(g) for g in groups]:
+          raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
+                           f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
+      else:
+        lengths = [[None] * len(g) for g in groups]
+    else:
+      if len(audio) != sum(n_slots):
+        raise ValueError(f'the prompts have {sum(n_slots)} <|audio|> placeholder(s) in all '
+                         f'({", ".join(map(str, n_slots))} per prompt) but {len(audio)} audio '
+                         'clip(s) were given')
+      flat_lengths = list(audio_lengths) if audio_lengths is not None else [None] * len(audio)
+      if len(flat_lengths) != len(audio):
+        raise ValueError(f'audio_lengths has {len(flat_lengths)} entries but {len(audio)} audio '
+                         'clip(s) were given')
+      groups, lengths, k = [], [], 0
+      for n in n_slots:
+        groups.append(audio[k:k + n])
+        lengths.append(flat_lengths[k:k + n])
+        k += n
+    max_segment = self.audio_seq_length * 4 * _audio.HOP
+    out, index = [], 0
+    for g, ls in zip(groups, lengths):
+      row = []
+      for clip, length in zip(g, ls):
+        row.append(_audio.prepare(clip, length, index, self.audio_sample_rate, max_segment))
+        index += 1
+      out.append(row)
+    return out
+
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
 
@@ -365,13 +428,14 @@ class Gemma4Sampler:
         max_soft_tokens)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, soft)
+    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
     texts = self._decode_texts(state)
     text = texts if batched else texts[0]
     return SamplerOutput(text, state) if return_state else text
 
-  def stream(self, prompt: str, *, images=None, max_new_tokens: int | None = None,
+  def stream(self, prompt: str, *, images=None, audio=None, audio_lengths=None,
+             max_new_tokens: int | None = None,
              sampling=None, rng=None, last_state: SamplingState | None = None,
              return_state: bool = False, sharding=None, max_soft_tokens: int | None = None
              ) -> Iterator[str] | Iterator[SamplerOutput]:
@@ -383,10 +447,11 @@ class Gemma4Sampler:
     if not isinstance(prompt, str):
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
     _, tokens, valid, cache, key, n, soft = self._prepare(
-        prompt, images, None, None, max_new_tokens, last_state, sharding, rng, max_soft_tokens)
+        prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
+        max_soft_tokens)
     loop = self._loop(sampling)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, soft)
+    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
     n = jnp.asarray(n, jnp.int32)
     shown, ids = '', []
     while True:
