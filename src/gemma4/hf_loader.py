@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 
 from gemma4 import loading
-from gemma4.config import GLOBAL, LOCAL, TransformerConfig, VisionConfig
+from gemma4.config import GLOBAL, LOCAL, AudioConfig, TransformerConfig, VisionConfig
 from gemma4.loading import Piece, heads_in, heads_out, transpose
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 
@@ -119,7 +119,32 @@ def config_from_hf(raw: dict) -> TransformerConfig:
       if moe else 0,
       top_k_experts=int(c['top_k_experts']) if moe else 0,
       bidirectional_vision=c.get('use_bidirectional_attention') == 'vision',
-      vision=vision_config(raw), **common)
+      vision=vision_config(raw), audio=audio_config(raw), **common)
+
+
+def audio_config(raw: dict) -> AudioConfig | None:
+  """The AudioConfig of a Gemma 4 config.json's `audio_config` (None without one)."""
+  a = raw.get('audio_config') if raw.get('model_type') == 'gemma4' else None
+  if not a:
+    return None
+  expected = dict(attention_chunk_size=12, attention_logit_cap=50.0, residual_weight=0.5,
+                  subsampling_conv_channels=[128, 32], hidden_act='silu',
+                  use_clipped_linears=True)
+  problems = [f'{k} {a[k]!r} (expected {v!r})' for k, v in expected.items()
+              if k in a and a[k] != v and not (isinstance(v, list) and list(a[k]) == v)]
+  d, n = int(a.get('hidden_size', 1024)), int(a.get('num_attention_heads', 8))
+  if d % n:
+    problems.append(f'hidden_size {d} is not a multiple of num_attention_heads {n}')
+  if int(a.get('attention_context_right', 0)) != 0:
+    problems.append(f'attention_context_right {a["attention_context_right"]} (expected 0)')
+  if problems:
+    raise ValueError('config.json audio_config is not a Gemma 4 audio encoder: '
+                     + '; '.join(problems))
+  return AudioConfig(num_layers=int(a.get('num_hidden_layers', 12)), model_dims=d,
+                     lm_model_dims=int(a.get('output_proj_dims', 1536)), atten_num_heads=n,
+                     atten_left_context=int(a.get('attention_context_left', 13)),
+                     atten_right_context=0, conv_kernel_size=int(a.get('conv_kernel_size', 5)),
+                     gradient_clipping=float(a.get('gradient_clipping', 1e10)))
 
 
 def vision_config(raw: dict) -> VisionConfig | None:
@@ -294,6 +319,64 @@ def vision_pieces(v: VisionConfig, text_width: int, prefix: str = 'model.') -> l
   return pieces
 
 
+def audio_pieces(a: AudioConfig, text_width: int, prefix: str = 'model.') -> list[Piece]:
+  """Where each transformers audio-tower tensor goes in the official `audio_encoder`
+  tree and `embedder/audio_input_projection` (torch [out, in] -> official [in, out])."""
+  from gemma4.conformer import CHANNELS, N_MELS
+  d, n, p, k = a.model_dims, a.atten_num_heads, a.lm_model_dims, a.conv_kernel_size
+  h, (c0, c1), f = d // n, CHANNELS, N_MELS // 4
+  m, t = prefix + 'audio_tower.', 'audio_encoder/'
+  s = m + 'subsample_conv_projection.'
+  conv = lambda x: x.transpose(2, 3, 1, 0)  # [out, in, 3, 3] -> [3, 3, in, out]
+  pieces = [
+      Piece(s + 'layer0.conv.weight', (c0, 1, 3, 3), t + 'feature/subsampling_0/kernel', fn=conv),
+      Piece(s + 'layer0.norm.weight', (c0,), t + 'feature/norm_0/scale'),
+      Piece(s + 'layer1.conv.weight', (c1, c0, 3, 3), t + 'feature/subsampling_1/kernel', fn=conv),
+      Piece(s + 'layer1.norm.weight', (c1,), t + 'feature/norm_1/scale'),
+      Piece(s + 'input_proj_linear.weight', (d, f * c1), t + 'feature/input_proj/kernel',
+            fn=lambda x: x.T.reshape(f, c1, d)),
+      Piece(m + 'output_proj.weight', (p, d), t + 'output_projection/kernel', fn=transpose),
+      Piece(m + 'output_proj.bias', (p,), t + 'output_projection/bias'),
+      Piece(prefix + 'embed_audio.embedding_projection.weight', (text_width, p),
+            'embedder/audio_input_projection/w', fn=transpose),
+  ]
+  for i in range(a.num_layers):
+    b, o = f'{m}layers.{i}.', f'{t}conformer/stacked_layers_{i}/'
+    linears = [  # (transformers name, official name, torch shape, fn)
+        ('feed_forward1.ffw_layer_1', 'fflayer_start/ffn_layer1', (4 * d, d), transpose),
+        ('feed_forward1.ffw_layer_2', 'fflayer_start/ffn_layer2', (d, 4 * d), transpose),
+        ('feed_forward2.ffw_layer_1', 'fflayer_end/ffn_layer1', (4 * d, d), transpose),
+        ('feed_forward2.ffw_layer_2', 'fflayer_end/ffn_layer2', (d, 4 * d), transpose),
+        ('self_attn.q_proj', 'trans_atten/self_atten/query', (d, d), transpose),
+        ('self_attn.k_proj', 'trans_atten/self_atten/key', (d, d), transpose),
+        ('self_attn.v_proj', 'trans_atten/self_atten/value', (d, d), transpose),
+        ('self_attn.post', 'trans_atten/post', (d, d), lambda x: x.T.reshape(n, h, d)),
+        ('lconv1d.linear_start', 'lconv/linear_start', (2 * d, d), transpose),
+        ('lconv1d.linear_end', 'lconv/linear_end', (d, d), transpose),
+    ]
+    for name, target, shape, fn in linears:
+      pieces.append(Piece(f'{b}{name}.linear.weight', shape, f'{o}{target}/kernel', fn=fn))
+      pieces += [Piece(f'{b}{name}.{c}', (), f'{o}{target}/clip_{c}') for c in _CLIPS]
+    norms = [('feed_forward1.pre_layer_norm', 'fflayer_start/pre_layer_norm', d),
+             ('feed_forward1.post_layer_norm', 'fflayer_start/post_layer_norm', d),
+             ('feed_forward2.pre_layer_norm', 'fflayer_end/pre_layer_norm', d),
+             ('feed_forward2.post_layer_norm', 'fflayer_end/post_layer_norm', d),
+             ('norm_pre_attn', 'trans_atten/pre_norm', d),
+             ('norm_post_attn', 'trans_atten/post_norm', d),
+             ('lconv1d.pre_layer_norm', 'lconv/ln', d), ('lconv1d.conv_norm', 'lconv/conv_norm', d),
+             ('norm_out', 'final_ln', d)]
+    pieces += [Piece(f'{b}{name}.weight', (dim,), f'{o}{target}/scale') for name, target, dim in norms]
+    pieces += [
+        Piece(b + 'self_attn.per_dim_scale', (h,), o + 'trans_atten/self_atten/per_dim_scale'),
+        Piece(b + 'self_attn.relative_k_proj.weight', (d, d),
+              o + 'trans_atten/self_atten/relative_position_embedding/pos_proj/kernel',
+              fn=lambda x: x.T.reshape(d, n, h)),
+        Piece(b + 'lconv1d.depthwise_conv1d.weight', (d, 1, k), o + 'lconv/depthwise_conv1d/kernel',
+              fn=lambda x: x.transpose(2, 1, 0)),
+    ]
+  return pieces
+
+
 def shared_clip_copies(v: VisionConfig, prefix: str = 'model.') -> dict[str, str]:
   """The transformers clip bounds that copy another (V's copy K's, up's copy gate's):
   {copy: original}. They are not loaded; `check_shared_clips` checks they are equal."""
@@ -448,7 +531,7 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   audio = [k for k in names if k.startswith(_AUDIO_PREFIXES)]
   model = loading.resolve_model(cfg, model, dtype, np.float32 if file_dtype == 'F32'
                                 else ml_dtypes.bfloat16, f'{cfg.family}_hf', path,
-                                text_only=not vision)
+                                text_only=not (vision or audio))
   pieces = text_pieces(cfg, prefix)
   dropped = {}
   if model.has_vision:
@@ -461,10 +544,13 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
     print(f'gemma4: {path}: the vision tower ({len(vision)} tensors) is not loaded: {why}',
           file=sys.stderr)
     dropped.update({k: 'vision tower of a text_only model' for k in vision})
-  if audio:
-    print(f'gemma4: {path}: skipped {len(audio)} audio encoder tensors (audio is not '
-          'supported yet; the rest is loaded)', file=sys.stderr)
-    dropped.update({k: 'audio encoder' for k in audio})
+  if model.has_audio:
+    pieces += audio_pieces(model.config.audio, cfg.embed_dim)
+  elif audio:
+    why = f'{model.name} is text_only' if model.text_only else 'config.json has no audio_config'
+    print(f'gemma4: {path}: the audio tower ({len(audio)} tensors) is not loaded: {why}',
+          file=sys.stderr)
+    dropped.update({k: 'audio tower of a text_only model' for k in audio})
   if 'lm_head.weight' in names:
     dropped['lm_head.weight'] = 'tied to the embedding'
   params = loading.fill(reader, pieces, loading.target_shapes(model.param_specs()),
