@@ -71,7 +71,8 @@ def test_chat_keeps_the_history_in_the_cache(cached_load, capsys, monkeypatch):
     (['sample', 'x', '--temperature', '-1'], '--temperature must be >= 0'),
     (['sample', 'x', '--image', 'cat.png'], 'file not found: cat.png'),
     (['sample', 'x', '--image', __file__], '--image needs a model with a vision encoder; gemma3_270m has none'),
-    (['sample', 'x', '--audio', 'a.wav'], '--audio is not supported yet'),
+    (['sample', 'x', '--audio', 'a.wav'], 'file not found: a.wav'),
+    (['sample', 'x', '--audio', __file__], '--audio needs a model with an audio encoder (E2B, E4B); gemma3_270m has none'),
     (['sample', 'x', '--max-soft-tokens', '100'], 'max_soft_tokens must be one of 70, 140, 280, 560, 1120'),
     (['sample', 'x', '--model', 'gemma9'], "unknown preset 'gemma9'"),
 ])
@@ -131,3 +132,35 @@ def test_image_gives_the_official_greedy_text(tmp_path, capsys, monkeypatch):
   assert cli.main(['sample', 'Look:', '-c', 'tiny-e2b', '--image', str(tmp_path / 'a.png'),
                    '--max-soft-tokens', '70', '-n', '2', '--no-stream']) == 0
   assert capsys.readouterr().out.startswith('Look:\n<|image|>')
+
+
+def test_audio_gives_the_samplers_text(tmp_path, capsys, monkeypatch):
+  """`--audio` reads a WAV (stereo int16 at 22.05 kHz: mixed, resampled) and gives the
+  text the sampler gives for that clip; a file that is no WAV is a one-line error."""
+  import wave
+  import numpy as np
+  from gemma4 import audio
+  from tests import test_sampler_images as images_test
+  from tests import tokenizer_util
+  tok = gemma4.Gemma4Tokenizer(tokenizer_util.build(tmp_path / 't.model'))
+  s = images_test._sampler('e2b', tok)
+  ckpt = gemma4.Checkpoint(s.model, s.params, tok)
+  monkeypatch.setattr(gemma4, 'load_checkpoint',
+                      lambda path, model=None, **kw: ckpt if path == 'tiny-e2b' else None)
+  pcm = (np.random.default_rng(0).standard_normal((22050, 2)) * 8000).astype('<i2')
+  with wave.open(str(tmp_path / 'a.wav'), 'wb') as f:
+    f.setnchannels(2)
+    f.setsampwidth(2)
+    f.setframerate(22050)
+    f.writeframes(pcm.tobytes())
+  prompt = 'Hear: <|audio|> What is it?'
+  want = s.sample(prompt, audio=[audio.load(tmp_path / 'a.wav')], max_new_tokens=6)
+  argv = ['sample', prompt, '-c', 'tiny-e2b', '--audio', str(tmp_path / 'a.wav'), '-n', '6',
+          '--cache-length', '512']
+  assert cli.main(argv + ['--no-stream']) == 0
+  assert capsys.readouterr().out == prompt + want + '\n'
+  assert cli.main(argv + ['--stream']) == 0
+  assert capsys.readouterr().out == prompt + want + '\n'
+  (tmp_path / 'b.wav').write_bytes(b'RIFF nonsense')
+  assert cli.main(['sample', 'x', '-c', 'tiny-e2b', '--audio', str(tmp_path / 'b.wav')]) == 1
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith('gemma4: error: cannot read audio')

@@ -60,7 +60,11 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                  help='soft tokens per image: 70, 140, 280 (default), 560 or 1120; '
                       'small text and OCR want 560 or 1120')
   g.add_argument('--audio', action='append', metavar='FILE', default=[],
-                 help='a WAV file for an <|audio|> placeholder in the prompt (repeatable)')
+                 help='a WAV file (any rate, mono or not; FLAC with the soundfile package) for '
+                      'an <|audio|> placeholder in the prompt (repeatable; in order; without '
+                      'placeholders, one per file goes at the end of the prompt). Clips over '
+                      '30 s are split into 30 s blocks. Needs an E2B/E4B model with its audio '
+                      'encoder')
   s = g.add_mutually_exclusive_group()
   s.add_argument('--stream', dest='stream', action='store_true', default=None,
                  help='print text as it is decoded (default on a terminal)')
@@ -115,7 +119,7 @@ def _load(args):
   model = None
   if args.model:
     try:
-      model = gemma4.models.get_model(args.model, text_only=not args.image,
+      model = gemma4.models.get_model(args.model, text_only=not (args.image or args.audio),
                                       **({'dtype': dtype} if dtype else {}))
     except ValueError as e:
       raise CliError(str(e)) from e
@@ -146,8 +150,11 @@ def _sampler(args, model, params, tokenizer):
   for flag in ('cache_length', 'max_new_tokens'):
     if getattr(args, flag) < 1:
       raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
-  if args.audio:
-    raise CliError('--audio is not supported yet: gemma4 takes text and images for now')
+  for f in args.audio:
+    if not os.path.isfile(f):
+      raise CliError(f'file not found: {f}')
+  if args.audio and not model.has_audio:
+    raise CliError(f'--audio needs a model with an audio encoder (E2B, E4B); {model.name} has none')
   for f in args.image:
     if not os.path.isfile(f):
       raise CliError(f'file not found: {f}')
@@ -183,12 +190,29 @@ def _images(args, prompt):
   return out, prompt
 
 
-def _stream(sampler, prompt, args, last_state=None, images=None):
+def _audio(args, prompt):
+  """The --audio files as 16 kHz mono clips, and the prompt with a placeholder for each."""
+  if not args.audio:
+    return None, prompt
+  from gemma4 import audio
+  out = []
+  for f in args.audio:
+    try:
+      out.append(audio.load(f))
+    except (OSError, ValueError) as e:
+      raise CliError(f'cannot read audio {f}: {e}') from e
+  if '<|audio|>' not in prompt:
+    prompt = prompt + ''.join('\n<|audio|>' for _ in out)
+  return out, prompt
+
+
+def _stream(sampler, prompt, args, last_state=None, images=None, audio=None):
   """Prints the answer as it comes; returns (state, new tokens, first-call s, decode s)."""
   t0 = time.perf_counter()
   first = None
   state = None
-  for out in sampler.stream(prompt, images=images, max_new_tokens=args.max_new_tokens,
+  for out in sampler.stream(prompt, images=images, audio=audio,
+                            max_new_tokens=args.max_new_tokens,
                             rng=args.seed, last_state=last_state, return_state=True):
     if first is None:
       first = time.perf_counter() - t0
@@ -205,14 +229,15 @@ def _sample(args) -> int:
   model, params, tokenizer = _load(args)
   sampler = _sampler(args, model, params, tokenizer)
   images, prompt = _images(args, prompt)
+  clips, prompt = _audio(args, prompt)
   _status('compiling and prefilling (the first call compiles; later calls reuse it)')
   try:
     if stream:
       print(prompt, end='', flush=True)
-      _, n, first, rest = _stream(sampler, prompt, args, images=images)
+      _, n, first, rest = _stream(sampler, prompt, args, images=images, audio=clips)
     else:
       t0 = time.perf_counter()
-      out = sampler.sample(prompt, images=images, max_new_tokens=args.max_new_tokens,
+      out = sampler.sample(prompt, images=images, audio=clips, max_new_tokens=args.max_new_tokens,
                            rng=args.seed, return_state=True)
       first, rest = time.perf_counter() - t0, 0.0
       n = int((out.tokens != 0).sum())

@@ -133,21 +133,23 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
   scales are 1 + noise * normal so that a misplaced norm or scale shows in the output.
   """
   rng = np.random.default_rng(seed)
-  tree = specs if specs is not None else param_specs(cfg)
+  audio_rng = np.random.default_rng([seed, 1])  # the audio encoder draws on its own, so
+  tree = specs if specs is not None else param_specs(cfg)  # the rest is as without it
   with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_spec)
   paths = ['/'.join(str(k.key) for k in kp) for kp, _ in with_paths]
   flat = [s for _, s in with_paths]
   leaves = []
-  for s in flat:
+  for path, s in zip(paths, flat):
+    r = audio_rng if path.startswith(('audio_encoder/', 'embedder/audio_')) else rng
     if s.init in ('clip_min', 'clip_max'):  # vision clipped linears: no clipping
       x = np.full(s.shape, -np.inf if s.init == 'clip_min' else np.inf)
     elif s.init in ('ones', 'zeros'):
-      x = float(s.init == 'ones') + noise * rng.standard_normal(s.shape)
+      x = float(s.init == 'ones') + noise * r.standard_normal(s.shape)
     elif s.init == 'embed':
-      x = 0.25 * rng.standard_normal(s.shape, dtype=np.float32)
+      x = 0.25 * r.standard_normal(s.shape, dtype=np.float32)
     else:
       fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
-      x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
+      x = r.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
     leaves.append(x)
   leaves = [jnp.asarray(x, jnp.float32 if is_encoder(p) else dtype) for p, x in zip(paths, leaves)]
   return jax.tree.unflatten(treedef, leaves)
@@ -164,9 +166,21 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
 
 
 def unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
-  """Accepts both `model.init(...)` output ({'params': tree}) and the bare tree."""
+  """Accepts both `model.init(...)` output ({'params': tree}) and the bare tree. The
+  official audio encoder names its layers with one key 'conformer/stacked_layers_i';
+  such keys are nested here ('conformer' -> 'stacked_layers_i')."""
   if isinstance(params, Mapping) and set(params) == {'params'}:
-    return params['params']
+    params = params['params']
+  audio = params.get('audio_encoder') if isinstance(params, Mapping) else None
+  if isinstance(audio, Mapping) and any('/' in k for k in audio):
+    nested: dict = {}
+    for k, v in audio.items():
+      *outer, last = k.split('/')
+      d = nested
+      for part in outer:
+        d = d.setdefault(part, {})
+      d[last] = v
+    params = dict(params, audio_encoder=nested)
   return params
 
 

@@ -49,6 +49,7 @@ class _AudioPair(_Pair):
                                                      dtype=jnp.float32)
     off_params = dict(self.params)
     off_params['audio_encoder'] = to_official(gemma4.params._flatten(self.params['audio_encoder']))
+    self.off_params = off_params
     self.off = gm.text.Gemma4Sampler(model=self.off_model, params=off_params,
                                      tokenizer=gm.text.Gemma4Tokenizer(path=str(tok_path)),
                                      sampling=Recording(), **SETTINGS)
@@ -59,6 +60,10 @@ class _AudioPair(_Pair):
     theirs, _RECORDED[:] = list(_RECORDED), []
     b = self.ours.sample(prompt, images=images, audio=audio, return_state=True)
     return a, b, theirs, list(_RECORDED)
+
+
+def b_tokens(rest):
+  return rest[0].tokens
 
 
 @pytest.fixture(scope='module')
@@ -75,6 +80,11 @@ def test_one_clip_identical_within_1e4(pair):
   a, *rest = pair.both('Hear: <|audio|> What is it?', audio=[CLIP_A])
   _check(a, *rest)
   _GOLDEN['one'] = np.asarray(a.tokens).tolist()
+  # gemma4 also takes the official tree as is ('conformer/stacked_layers_i' keys).
+  same = gemma4.Gemma4Sampler(model=pair.ours_model, params=pair.off_params,
+                              tokenizer=pair.ours.tokenizer, **SETTINGS)
+  np.testing.assert_array_equal(same.sample('Hear: <|audio|> What is it?', audio=[CLIP_A],
+                                            return_state=True).tokens, b_tokens(rest))
   _RECORDED.clear()
   pair.ours.sample('Hear: <|audio|> What is it?', audio=[CLIP_B])
   assert float(np.max(np.abs(_RECORDED[0] - rest[2][0]))) > 1e-3  # the clip matters
