@@ -82,9 +82,10 @@ def test_orbax_needs_the_model_and_a_fitting_tree(tmp_path):
     gemma4.load_checkpoint(tmp_path / 'ckpt', models.tiny('e2b'))
 
 
-def test_tree_with_vision_encoder_loads_with_a_multimodal_model(tmp_path):
+def test_tree_with_vision_and_audio_encoders_loads_with_a_multimodal_model(tmp_path):
   model = models.tiny('e2b', text_only=False)
   params = jax.tree.map(np.asarray, model.init(4))
   assert 'vision_encoder' in params and 'mm_input_projection' in params['embedder']
+  assert 'audio_encoder' in params and 'audio_input_projection' in params['embedder']
   _save(params, tmp_path / 'ckpt')
   assert _identical(gemma4.load_checkpoint(tmp_path / 'ckpt', model).params, params)

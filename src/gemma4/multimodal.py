@@ -83,9 +83,9 @@ def soft_tokens_for_rows(params: dict, cfg: TransformerConfig, rows: list[list[P
   return soft.reshape(n * per_image, -1)[jnp.asarray(index)]
 
 
-# Padded sample lengths of an audio segment (1, 2, 4, 8, 16 and 30 s at 16 kHz): clips of
-# any length reuse these few compiled shapes.
-AUDIO_BUCKETS = (16_000, 32_000, 64_000, 128_000, 256_000, 480_000)
+# Padded sample lengths of an audio segment (1 to 30 s at 16 kHz, steps of at most 1.5x):
+# clips of any length reuse these few compiled shapes, at most 50% of padding.
+AUDIO_BUCKETS = tuple(int(s * 16_000) for s in (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 30))
 
 
 @functools.partial(jax.jit, static_argnums=1)

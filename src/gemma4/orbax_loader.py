@@ -164,7 +164,7 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   pieces = [Piece(name, tuple(targets[name]), name, rows=True) for name in found]
   if encoders:
     print(f'gemma4: {path}: skipped {len(encoders)} encoder leaves that {model.name} does not '
-          'hold (a text_only model, or the audio encoder, not implemented yet)', file=sys.stderr)
+          'hold (a text_only model)', file=sys.stderr)
   others = sorted(set(unmatched) - set(encoders))
   if others:
     raise CheckpointError(f'{os.fspath(path)!r} does not fit {model.name} '
