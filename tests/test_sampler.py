@@ -158,8 +158,8 @@ def test_bad_input_errors_before_compute(model, tok):
     s.sample('c', last_state=state)
   with pytest.raises(ValueError, match='has no vision encoder'):
     s.sample('<|image|>', images=[np.zeros((4, 4, 3))])
-  with pytest.raises(NotImplementedError, match='audio is not supported yet'):
-    s.sample('x', audio=[np.zeros(16000)])
+  with pytest.raises(ValueError, match='audio was given but model .* cannot take it'):
+    s.sample('x <|audio|>', audio=[np.zeros(16000)])
   m, params = model
   with pytest.raises(ValueError, match='no tokenizer is known'):
     gemma4.Gemma4Sampler(model=m, params=params)
