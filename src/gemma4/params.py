@@ -173,14 +173,7 @@ def unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
     params = params['params']
   audio = params.get('audio_encoder') if isinstance(params, Mapping) else None
   if isinstance(audio, Mapping) and any('/' in k for k in audio):
-    nested: dict = {}
-    for k, v in audio.items():
-      *outer, last = k.split('/')
-      d = nested
-      for part in outer:
-        d = d.setdefault(part, {})
-      d[last] = v
-    params = dict(params, audio_encoder=nested)
+    params = dict(params, audio_encoder=_unflatten(audio))  # values may be subtrees
   return params
 
 

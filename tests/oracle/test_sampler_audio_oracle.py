@@ -26,7 +26,8 @@ from gemma.gm.nn.gemma4.audio import _modules as audio_modules
 import gemma4
 from tests.oracle import official
 from tests.oracle.test_audio_oracle import TINY, official_frames, to_official
-from tests.oracle.test_sampler_images_oracle import IMG_A, SETTINGS, _Pair, _check, tok_path  # noqa: F401
+from tests.oracle.test_sampler_images_oracle import (  # noqa: F401
+    IMG_A, SETTINGS, _Pair, _check, later_turn_equals_whole_history, tok_path)
 from tests.oracle.test_sampler_oracle import _RECORDED, Recording
 
 pytestmark = pytest.mark.oracle
@@ -103,19 +104,8 @@ def test_clip_and_image_in_one_prompt_identical_within_1e4(pair):
 
 
 def test_clip_in_a_later_turn_equals_official_on_the_whole_history(pair):
-  t1 = 'Hello there.'
-  out1 = pair.ours.sample(t1, return_state=True)
-  t2 = ' Now hear <|audio|> and say.'
-  _RECORDED.clear()
-  out2 = pair.ours.sample(t2, audio=[CLIP_C], last_state=out1.state, return_state=True)
-  mine = list(_RECORDED)
-  history = t1 + pair.ours.tokenizer.decode(out1.tokens[:np.count_nonzero(out1.tokens) - 1]) + t2
-  _RECORDED.clear()
-  whole = pair.off.sample(history, audio=[CLIP_C], return_state=True)
-  theirs = list(_RECORDED)
-  np.testing.assert_array_equal(np.asarray(whole.tokens), out2.tokens)
-  worst = max(float(np.max(np.abs(x - y))) for x, y in zip(theirs, mine))
-  assert worst <= 1e-4, worst
+  out1, whole = later_turn_equals_whole_history(pair, 'Hello there.', ' Now hear <|audio|> and say.',
+                                                second={'audio': [CLIP_C]})
   _GOLDEN['turn1'] = np.asarray(out1.tokens).tolist()
   _GOLDEN['turn2'] = np.asarray(whole.tokens).tolist()
 

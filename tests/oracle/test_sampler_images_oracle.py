@@ -114,22 +114,31 @@ def test_two_images_in_one_prompt_identical_within_1e4(pair):
   _record(pair, 'two', a)
 
 
-def test_image_in_a_later_turn_equals_official_on_the_whole_history(pair):
-  """Turn 1 text, turn 2 with an image through last_state (the official last_state path
-  fails for 31B), against the official sampler on the whole history as one prompt."""
-  t1 = 'Hello there.'
-  out1 = pair.ours.sample(t1, return_state=True)
-  t2 = ' Now see <|image|> and say.'
+def later_turn_equals_whole_history(pair, t1, t2, first=None, second=None):
+  """Turn 1 (media `first`), then turn 2 (media `second`) through last_state, against
+  the official sampler on the whole history as one prompt: identical tokens, per-step
+  logits within 1e-4. first/second: sample() keyword arguments. Returns both turns."""
+  out1 = pair.ours.sample(t1, return_state=True, **(first or {}))
   _RECORDED.clear()
-  out2 = pair.ours.sample(t2, images=[IMG_A], last_state=out1.state, return_state=True)
+  out2 = pair.ours.sample(t2, last_state=out1.state, return_state=True, **(second or {}))
   mine = list(_RECORDED)
   history = t1 + pair.ours.tokenizer.decode(out1.tokens[:np.count_nonzero(out1.tokens) - 1]) + t2
+  media = {k: (first or {}).get(k, []) + (second or {}).get(k, [])
+           for k in set(first or {}) | set(second or {})}
   _RECORDED.clear()
-  whole = pair.off.sample(history, images=[IMG_A], return_state=True)
+  whole = pair.off.sample(history, return_state=True, **media)
   theirs = list(_RECORDED)
   np.testing.assert_array_equal(np.asarray(whole.tokens), out2.tokens)
   worst = max(float(np.max(np.abs(x - y))) for x, y in zip(theirs, mine))
   assert worst <= 1e-4, worst
+  return out1, whole
+
+
+def test_image_in_a_later_turn_equals_official_on_the_whole_history(pair):
+  """Turn 1 text, turn 2 with an image through last_state (the official last_state path
+  fails for 31B), against the official sampler on the whole history as one prompt."""
+  out1, whole = later_turn_equals_whole_history(pair, 'Hello there.', ' Now see <|image|> and say.',
+                                                second={'images': [IMG_A]})
   _record(pair, 'turn1', out1)
   _record(pair, 'turn2', whole)
 
@@ -137,19 +146,8 @@ def test_image_in_a_later_turn_equals_official_on_the_whole_history(pair):
 def test_text_after_an_image_turn_equals_official_on_the_whole_history(pair):
   """Turn 1 with an image, turn 2 text through last_state (the image stays in the
   cache), against the official sampler on the whole history as one prompt."""
-  t1 = 'Look: <|image|> What is it?'
-  out1 = pair.ours.sample(t1, images=[IMG_B], return_state=True)
-  t2 = ' Tell me more.'
-  _RECORDED.clear()
-  out2 = pair.ours.sample(t2, last_state=out1.state, return_state=True)
-  mine = list(_RECORDED)
-  history = t1 + pair.ours.tokenizer.decode(out1.tokens[:np.count_nonzero(out1.tokens) - 1]) + t2
-  _RECORDED.clear()
-  whole = pair.off.sample(history, images=[IMG_B], return_state=True)
-  theirs = list(_RECORDED)
-  np.testing.assert_array_equal(np.asarray(whole.tokens), out2.tokens)
-  worst = max(float(np.max(np.abs(x - y))) for x, y in zip(theirs, mine))
-  assert worst <= 1e-4, worst
+  out1, whole = later_turn_equals_whole_history(pair, 'Look: <|image|> What is it?',
+                                                ' Tell me more.', first={'images': [IMG_B]})
   _record(pair, 'image_turn1', out1)
   _record(pair, 'image_turn2', whole)
 
