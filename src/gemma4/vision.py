@@ -79,7 +79,29 @@ def _linear(p, eqn, x):
   return jnp.einsum(eqn, x, p['w'])
 
 
-def _block(x, p, positions, mask):
+QUERY_CHUNK = 1024  # queries per attention step: bounds the logits to chunk x L per head
+
+
+def _attend(q, k, v, valid, chunk: int = QUERY_CHUNK):
+  """Bidirectional attention among valid patches, unscaled (QK norm instead):
+  [B, L, N, H] each, valid [B, L] -> [B, L, N, H]. Queries go `chunk` at a time, so a
+  budget of 1120 (10080 patches) holds 12 x 1024 x 10080 logits, not 12 x 10080 x 10080
+  (4.9 GB); each row's sums are the same either way."""
+  def rows(qc):
+    logits = jnp.einsum('BTNH,BSNH->BNTS', qc, k)
+    logits = jnp.where(valid[:, None, None, :], logits, -1e30)
+    return jnp.einsum('BNTS,BSNH->BTNH', jax.nn.softmax(logits, axis=-1), v)
+  b, length, n, h = q.shape
+  if length <= chunk:
+    return rows(q)
+  pad = -length % chunk
+  qc = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
+  qc = qc.reshape(b, -1, chunk, n, h).transpose(1, 0, 2, 3, 4)
+  out = jax.lax.map(rows, qc)  # [C, B, chunk, N, H]
+  return out.transpose(1, 0, 2, 3, 4).reshape(b, -1, n, h)[:, :length]
+
+
+def _block(x, p, positions, valid):
   h = rms_norm(x, p['pre_attention_norm']['scale'])
   a = p['attn']
   q = _linear(a['q_einsum'], 'BLD,NDH->BLNH', h)
@@ -87,9 +109,7 @@ def _block(x, p, positions, mask):
   q = _rope_2d(rms_norm(q, a['query_norm']['scale']), positions)
   k = _rope_2d(rms_norm(k, a['key_norm']['scale']), positions)
   v = rms_norm(v)
-  logits = jnp.einsum('BTNH,BSNH->BNTS', q, k)  # no 1/sqrt(H): QK norm instead
-  logits = jnp.where(mask[:, None], logits, -1e30)
-  out = jnp.einsum('BNTS,BSNH->BTNH', jax.nn.softmax(logits, axis=-1), v)
+  out = _attend(q, k, v, valid)
   out = _linear(a['attn_vec_einsum'], 'BTNH,NHD->BTD', out)
   x = x + rms_norm(out, p['post_attention_norm']['scale'])
   h = rms_norm(x, p['pre_ffw_norm']['scale'])
@@ -115,9 +135,8 @@ def encode(params: dict, v: VisionConfig, patches: jax.Array, positions: jax.Arr
   px = jnp.clip(positions, 0, table.shape[0] - 1)
   pe = table[px[..., 0], 0] + table[px[..., 1], 1]
   x = x + jnp.where(valid[..., None], pe, 0.0).astype(x.dtype)
-  mask = valid[:, :, None] & valid[:, None, :]
   blocks = params['transformer']['stacked_layers']['block']
-  x, _ = jax.lax.scan(lambda x, p: (_block(x, p, positions, mask), None), x, blocks)
+  x, _ = jax.lax.scan(lambda x, p: (_block(x, p, positions, valid), None), x, blocks)
 
   out_len = length // POOL ** 2
   width = jnp.max(jnp.where(valid, positions[..., 0], -1), axis=-1, keepdims=True) + 1  # [B, 1]
