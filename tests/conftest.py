@@ -5,9 +5,12 @@ import os
 
 import jax
 
-# One folder per jax version: the default and oracle environments run different jax
-# releases, and an executable cached by one must never be read by the other.
-jax.config.update('jax_compilation_cache_dir', os.path.join(os.environ.get(
-    'GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4/jax-compilation-cache')),
-    f'jax-{jax.__version__}'))
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+# The default environment keeps a persistent XLA cache, one folder per jax version. The
+# oracle environment (jax 0.12, GEMMA4_ORACLE=1) does not: twice in a full oracle run its
+# cache crashed the process (an abort reading an entry, a segfault writing one, both
+# inside jax's compilation_cache), never alone; it compiles afresh instead.
+if os.environ.get('GEMMA4_ORACLE') != '1':
+  jax.config.update('jax_compilation_cache_dir', os.path.join(os.environ.get(
+      'GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4/jax-compilation-cache')),
+      f'jax-{jax.__version__}'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
