@@ -7,4 +7,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 env_dir="$(bash "$root/scripts/oracle_env.sh")"
 cd "$root"
 export GEMMA4_ORACLE=1 PYTHONPATH="$root/src:$root${PYTHONPATH:+:$PYTHONPATH}"
-exec "$env_dir/bin/python" -m pytest -o addopts="" -m oracle tests/oracle -p no:cacheprovider "$@"
+# One process per file: in one long process, XLA once segfaulted compiling an official
+# encoder late in the run (never with the file alone); separate processes keep each
+# file's state apart. Every file runs; the status is the first failure's.
+status=0
+for file in tests/oracle/test_*.py; do
+  echo "+ $file"
+  "$env_dir/bin/python" -m pytest -o addopts="" -m oracle "$file" -p no:cacheprovider "$@" \
+    || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+done
+exit "$status"
