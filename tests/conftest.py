@@ -6,9 +6,10 @@ import os
 import jax
 
 # The default environment keeps a persistent XLA cache, one folder per jax version. The
-# oracle environment (jax 0.12, GEMMA4_ORACLE=1) does not: twice in a full oracle run its
-# cache crashed the process (an abort reading an entry, a segfault writing one, both
-# inside jax's compilation_cache), never alone; it compiles afresh instead.
+# oracle environment (jax 0.12, GEMMA4_ORACLE=1) does not: full oracle runs in one
+# process crashed inside XLA late in the run, twice in its compilation cache (an abort
+# reading an entry, a segfault writing one) and once compiling, never with the file
+# alone; it compiles afresh, one process per test file (scripts/run_oracle_tests.sh).
 if os.environ.get('GEMMA4_ORACLE') != '1':
   jax.config.update('jax_compilation_cache_dir', os.path.join(os.environ.get(
       'GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4/jax-compilation-cache')),
