@@ -33,7 +33,8 @@ def child(engine: str, budget: int) -> dict:
   p = images.preprocess(image, budget)
   prep = time.perf_counter() - t0
   v = gemma4.get_preset('e2b').vision
-  params = gemma4.models.get_model('e2b', text_only=False).init(0)['vision_encoder']
+  cfg = gemma4.get_preset('e2b')
+  params = gemma4.init_params(cfg, 0, specs={'vision_encoder': vision.param_specs(v)})['vision_encoder']
   params = jax.tree_util.tree_map_with_path(  # clip bounds that bite a little
       lambda k, x: jnp.full(x.shape, (-1.0 if 'min' in jax.tree_util.keystr(k) else 1.0) * 8.0)
       if 'clip_' in jax.tree_util.keystr(k) else x, params)
