@@ -166,8 +166,9 @@ def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
   """Band-limited resampling of mono float samples from `rate` to `target` Hz.
 
   Windowed-sinc interpolation (Kaiser window, beta 8.6, 32 zero crossings of the lower
-  of the two Nyquist frequencies, cutoff at 0.95 of it): flat to about 0.1 dB below 90% of
-  the output Nyquist, aliasing attenuated by about 80 dB.
+  of the two Nyquist frequencies, cutoff at 0.95 of it). Tested: a 1 kHz tone from
+  44.1 kHz is kept within 1e-3, a 9 kHz tone (above the new Nyquist) is removed to
+  below 1e-3 instead of aliasing (tests/test_audio.py).
   """
   x = np.asarray(x, np.float64)
   if rate == target:

@@ -200,6 +200,25 @@ class _Loop:
     return self.finish(state, max_new_tokens)
 
 
+def _per_prompt(items: list, n_slots: list[int], batched: bool, tag: str, noun: str
+                ) -> tuple[list[list], bool]:
+  """Media items grouped by prompt, and whether they came one list per prompt: a batch
+  may give one list per prompt, else one flat list in placeholder order. Counts that do
+  not match the `tag` placeholders are an error naming them."""
+  if batched and len(items) == len(n_slots) and all(isinstance(x, (list, tuple)) for x in items):
+    groups = [list(x) for x in items]
+    for i, (g, n) in enumerate(zip(groups, n_slots)):
+      if len(g) != n:
+        raise ValueError(f'prompt {i} has {n} {tag} placeholder(s) but {len(g)} {noun}')
+    return groups, True
+  if len(items) != sum(n_slots):
+    raise ValueError(f'the prompts have {sum(n_slots)} {tag} placeholder(s) in all '
+                     f'({", ".join(map(str, n_slots))} per prompt) but {len(items)} {noun} '
+                     'were given')
+  starts = np.cumsum([0] + n_slots)
+  return [items[a:b] for a, b in zip(starts[:-1], starts[1:])], False
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Gemma4Sampler:
   """Samples text from a Gemma 4 model; the official `gm.text.Gemma4Sampler` API.
@@ -329,22 +348,7 @@ class Gemma4Sampler:
                        '(load it with text_only=False, or a checkpoint that has one)')
     budget = check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
-    per_prompt = (batched and len(images) == len(ids)
-                  and all(isinstance(x, (list, tuple)) for x in images))
-    if per_prompt:
-      groups = [list(x) for x in images]
-      for i, (g, n) in enumerate(zip(groups, n_slots)):
-        if len(g) != n:
-          raise ValueError(f'prompt {i} has {n} <|image|> placeholder(s) but {len(g)} image(s)')
-    else:
-      if len(images) != sum(n_slots):
-        raise ValueError(f'the prompts have {sum(n_slots)} <|image|> placeholder(s) in all '
-                         f'({", ".join(map(str, n_slots))} per prompt) but {len(images)} '
-                         'image(s) were given')
-      groups, k = [], 0
-      for n in n_slots:
-        groups.append(images[k:k + n])
-        k += n
+    groups, _ = _per_prompt(images, n_slots, batched, '<|image|>', 'image(s)')
     return [[preprocess(img, budget, self.patch_size, self.pooling_kernel_size) for img in g]
             for g in groups]
 
@@ -367,34 +371,19 @@ class Gemma4Sampler:
     if isinstance(audio, np.ndarray) and audio.ndim == 1:
       audio = [audio]
     audio = list(audio)
-    per_prompt = (batched and len(audio) == len(ids)
-                  and all(isinstance(x, (list, tuple)) for x in audio))
-    if per_prompt:
-      groups = [list(x) for x in audio]
-      for i, (g, n) in enumerate(zip(groups, n_slots)):
-        if len(g) != n:
-          raise ValueError(f'prompt {i} has {n} <|audio|> placeholder(s) but {len(g)} audio clip(s)')
-      if audio_lengths is not None:
-        lengths = [list(x) for x in audio_lengths]
-        if [len(x) for x in lengths] != [len(g) for g in groups]:
-          raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
-                           f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
-      else:
-        lengths = [[None] * len(g) for g in groups]
+    groups, per_prompt = _per_prompt(audio, n_slots, batched, '<|audio|>', 'audio clip(s)')
+    if audio_lengths is None:
+      lengths = [[None] * len(g) for g in groups]
+    elif per_prompt:
+      lengths = [list(x) for x in audio_lengths]
+      if [len(x) for x in lengths] != [len(g) for g in groups]:
+        raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
+                         f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
     else:
-      if len(audio) != sum(n_slots):
-        raise ValueError(f'the prompts have {sum(n_slots)} <|audio|> placeholder(s) in all '
-                         f'({", ".join(map(str, n_slots))} per prompt) but {len(audio)} audio '
+      if len(audio_lengths) != len(audio):
+        raise ValueError(f'audio_lengths has {len(audio_lengths)} entries but {len(audio)} audio '
                          'clip(s) were given')
-      flat_lengths = list(audio_lengths) if audio_lengths is not None else [None] * len(audio)
-      if len(flat_lengths) != len(audio):
-        raise ValueError(f'audio_lengths has {len(flat_lengths)} entries but {len(audio)} audio '
-                         'clip(s) were given')
-      groups, lengths, k = [], [], 0
-      for n in n_slots:
-        groups.append(audio[k:k + n])
-        lengths.append(flat_lengths[k:k + n])
-        k += n
+      lengths, _ = _per_prompt(list(audio_lengths), n_slots, False, '', '')
     max_segment = self.audio_seq_length * 4 * _audio.HOP
     out, index = [], 0
     for g, ls in zip(groups, lengths):
