@@ -31,7 +31,7 @@ def main():
   model = gemma4.models.get_model('e2b', text_only=False)
   cfg = model.config
   flat = random_params(cfg.audio)
-  ours = {'audio_encoder': gemma4.params._unflatten(flat),
+  ours = {'audio_encoder': gemma4.params.unflatten(flat),
           'embedder': {'audio_input_projection': {'w': jnp.asarray(
               np.random.default_rng(0).standard_normal((1536, cfg.embed_dim)) / 40, jnp.float32)}}}
   off = _model.AudioTokenizer(config=_modules.ConformerConfig())

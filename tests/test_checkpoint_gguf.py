@@ -9,8 +9,9 @@ import pytest
 gguf = pytest.importorskip('gguf')
 
 import gemma4
-from gemma4 import gguf_loader, loading
-from gemma4.params import _flatten
+from gemma4.checkpoints import gguf as gguf_ckpt
+from gemma4.checkpoints import keymap, plan
+from gemma4.params import flatten
 from gemma4.transformer import forward
 
 
@@ -70,7 +71,7 @@ GEMMA3_META = {'embedding_length': 64, 'block_count': 6, 'feed_forward_length': 
 
 def _gemma3_tensors(cfg, vocab):
   tensors, offset = {}, 0
-  for p in gguf_loader.pieces(cfg):
+  for p in keymap.gguf_text_pieces(cfg):
     n = int(np.prod(p.shape))
     tensors[p.source] = (offset + np.arange(n, dtype=np.float32)).reshape(p.shape) / 7.0
     offset += n
@@ -79,7 +80,7 @@ def _gemma3_tensors(cfg, vocab):
 
 @pytest.fixture
 def gemma3_file(tmp_path):
-  cfg = gguf_loader._gemma3_config({f'gemma3.{k}': v for k, v in GEMMA3_META.items()})
+  cfg = gguf_ckpt._gemma3_config({f'gemma3.{k}': v for k, v in GEMMA3_META.items()})
   import dataclasses
   cfg = dataclasses.replace(cfg, vocab_size=320)
   tensors = _gemma3_tensors(cfg, 320)
@@ -101,9 +102,9 @@ def test_gemma3_config_has_the_constants_gguf_leaves_out(gemma3_file):
 
 
 def test_gemma3_arange_placement_and_norm_offset(gemma3_file, monkeypatch):
-  monkeypatch.setattr(loading, '_BLOCK_BYTES', 4096)  # place the embedding in row blocks
+  monkeypatch.setattr(plan, '_BLOCK_BYTES', 4096)  # place the embedding in row blocks
   path, src = gemma3_file
-  p = {k: np.asarray(v) for k, v in _flatten(gemma4.load_checkpoint(path).params).items()}
+  p = {k: np.asarray(v) for k, v in flatten(gemma4.load_checkpoint(path).params).items()}
   assert np.array_equal(p['embedder/input_embedding'], src['token_embd.weight'])
   # GGUF Gemma 3 norms hold 1 + w; the official tree holds w (float32: exact here)
   assert np.allclose(p['final_norm/scale'], src['output_norm.weight'] - 1, rtol=0, atol=1e-4)
@@ -122,7 +123,7 @@ def test_gemma3_arange_placement_and_norm_offset(gemma3_file, monkeypatch):
 
 def test_quantized_tensors_dequantize_as_gguf_does(gemma3_file):
   path, src = gemma3_file
-  p = _flatten(gemma4.load_checkpoint(path).params)
+  p = flatten(gemma4.load_checkpoint(path).params)
   for name, kind, target, index in [
       ('blk.1.ffn_up.weight', gguf.GGMLQuantizationType.Q8_0, 'layer_1/mlp/gating_einsum', 1),
       ('blk.2.attn_q.weight', gguf.GGMLQuantizationType.Q4_0, 'layer_2/attn/q_einsum/w', None)]:
@@ -235,9 +236,8 @@ def test_gemma4_names_agree_with_the_gguf_package():
   """gemma4's own llama.cpp name table equals the gguf package's TensorNameMap."""
   m = gemma4.models.tiny_config('26b_a4b')
   names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA4, m.num_layers)
-  from gemma4 import hf_loader
-  for p in hf_loader.text_pieces(gemma4.models.tiny_config('e2b')) + hf_loader.text_pieces(m):
+  for p in keymap.text_pieces(gemma4.models.tiny_config('e2b')) + keymap.text_pieces(m):
     if p.source.endswith(('router.scale', 'router.per_expert_scale')):
       continue  # renamed by the converter itself, not the map (conversion/gemma.py)
     want = names.get_name(p.source.removesuffix('.weight')) + '.weight'
-    assert gguf_loader.gguf_name(p.source) == want, p.source
+    assert keymap.gguf_name(p.source) == want, p.source

@@ -13,7 +13,7 @@ transformers = pytest.importorskip('transformers')
 safetensors_numpy = pytest.importorskip('safetensors.numpy')
 
 import gemma4
-from gemma4 import hf_loader
+from gemma4.checkpoints import hf, keymap
 from gemma4.transformer import forward
 
 VOCAB = 4096
@@ -105,10 +105,10 @@ def test_bfloat16_load_casts_every_param(dense):
 
 def _arange_checkpoint(tmp_path, cfg_kwargs):
   """A HF directory whose every tensor holds distinct values (offset + arange)."""
-  cfg = hf_loader.config_from_hf({'model_type': 'gemma4_text', **cfg_kwargs,
+  cfg = hf.config_from_hf({'model_type': 'gemma4_text', **cfg_kwargs,
                                   'per_layer_config': {'2': {'head_dim': 32}, '5': {'head_dim': 32}}})
   tensors, offset = {}, 0
-  for piece in hf_loader.text_pieces(cfg):
+  for piece in keymap.text_pieces(cfg):
     n = int(np.prod(piece.shape))
     tensors[piece.source] = (offset + np.arange(n, dtype=np.float32)).reshape(piece.shape)
     offset += n
@@ -123,7 +123,7 @@ def _arange_checkpoint(tmp_path, cfg_kwargs):
 def test_arange_tensors_land_where_the_key_map_says(tmp_path):
   src = _arange_checkpoint(tmp_path, DENSE)
   ckpt = gemma4.load_checkpoint(tmp_path)
-  p = {k: np.asarray(v) for k, v in gemma4.params._flatten(ckpt.params).items()}
+  p = {k: np.asarray(v) for k, v in gemma4.params.flatten(ckpt.params).items()}
   n, h, d = 4, 16, 64
   q = src['model.layers.0.self_attn.q_proj.weight']  # [N*H, D]
   assert np.array_equal(p['layer_0/attn/q_einsum/w'], q.reshape(n, h, d).transpose(0, 2, 1))
@@ -152,7 +152,7 @@ def test_arange_tensors_land_where_the_key_map_says(tmp_path):
 def test_arange_moe_experts_and_router(tmp_path):
   src = _arange_checkpoint(tmp_path, MOE)
   ckpt = gemma4.load_checkpoint(tmp_path)
-  p = {k: np.asarray(v) for k, v in gemma4.params._flatten(ckpt.params).items()}
+  p = {k: np.asarray(v) for k, v in gemma4.params.flatten(ckpt.params).items()}
   gu = src['model.layers.3.experts.gate_up_proj']  # [E, 2X, D], gate rows first
   assert np.array_equal(p['layer_3/mlp/gating_einsum/w'][2, 0, 5, 7], gu[2, 5, 7])
   assert np.array_equal(p['layer_3/mlp/gating_einsum/w'][2, 1, 5, 7], gu[2, 24 + 5, 7])
@@ -221,6 +221,6 @@ def test_text_only_model_loads_the_decoder_of_a_multimodal_checkpoint(tmp_path, 
   err = capsys.readouterr().err
   assert 'the vision tower (1 tensors) is not loaded: gemma4_hf is text_only' in err
   assert 'the audio tower (1 tensors) is not loaded: gemma4_hf is text_only' in err
-  flat_a, flat_b = gemma4.params._flatten(text.params), gemma4.params._flatten(ckpt.params)
+  flat_a, flat_b = gemma4.params.flatten(text.params), gemma4.params.flatten(ckpt.params)
   assert flat_a.keys() == flat_b.keys()
   assert all(np.array_equal(np.asarray(flat_a[k]), np.asarray(flat_b[k])) for k in flat_a)

@@ -22,7 +22,7 @@ transformers = pytest.importorskip('transformers')
 from transformers.models.gemma4 import modeling_gemma4  # noqa: E402
 
 import gemma4  # noqa: E402
-from gemma4 import audio, conformer, multimodal  # noqa: E402
+from gemma4 import audio, conformer, media, multimodal  # noqa: E402
 from gemma4.transformer import forward  # noqa: E402
 from tests.test_checkpoint_hf import DENSE, VOCAB, randomize  # noqa: E402
 
@@ -80,9 +80,9 @@ def test_audio_tower_loads_and_matches_transformers_within_1e4(hf, official_tran
   rng = np.random.default_rng(0)
   ours = list(rng.integers(5, VOCAB, 5))
   for k in n:
-    ours += [9] + [audio.SOFT_TOKEN] * k + [10] + list(rng.integers(5, VOCAB, 3))
+    ours += [9] + [media.AUDIO_SLOT] * k + [10] + list(rng.integers(5, VOCAB, 3))
   ours = np.asarray([ours], np.int64)
-  theirs = np.where(ours == audio.SOFT_TOKEN, hf_model.config.audio_token_id, ours)
+  theirs = np.where(ours == media.AUDIO_SLOT, hf_model.config.audio_token_id, ours)
   with torch.no_grad():
     out = hf_model.model.get_audio_features(torch.tensor(np.asarray(feats)),
                                             torch.tensor(np.asarray(fmask)), return_dict=True)

@@ -16,7 +16,7 @@ transformers = pytest.importorskip('transformers')
 safetensors_numpy = pytest.importorskip('safetensors.numpy')
 
 import gemma4
-from gemma4 import images, multimodal
+from gemma4 import images, media, multimodal
 from gemma4.transformer import forward
 from tests.test_checkpoint_hf import DENSE, MOE, VOCAB, randomize
 
@@ -79,7 +79,7 @@ def _prompt(patches):
   rng = np.random.default_rng(0)
   ids = list(rng.integers(5, VOCAB, 6))
   for p in patches:
-    ids += [7] + [images.SOFT_TOKEN] * p.num_soft_tokens + [8] + list(rng.integers(5, VOCAB, 4))
+    ids += [7] + [media.IMAGE_SLOT] * p.num_soft_tokens + [8] + list(rng.integers(5, VOCAB, 4))
   return np.asarray([ids], np.int64)
 
 
@@ -99,7 +99,7 @@ def test_vision_tower_loads_and_matches_transformers_within_1e4(hf):
   patches = [images.preprocess(x, BUDGET) for x in IMAGES]
   assert [p.num_soft_tokens for p in patches] == [60, 70]  # one padded, one full
   ours = _prompt(patches)
-  theirs = np.where(ours == images.SOFT_TOKEN, hf_model.config.image_token_id, ours)
+  theirs = np.where(ours == media.IMAGE_SLOT, hf_model.config.image_token_id, ours)
   pixel = torch.tensor(np.stack([p.patches for p in patches]))
   pos = torch.tensor(np.stack([p.positions for p in patches])).long()
   with torch.no_grad():

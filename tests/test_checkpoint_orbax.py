@@ -11,7 +11,7 @@ ocp = pytest.importorskip('orbax.checkpoint')
 
 import gemma4
 from gemma4 import models
-from gemma4.params import _flatten
+from gemma4.params import flatten
 
 
 def _save(tree, path):
@@ -21,7 +21,7 @@ def _save(tree, path):
 
 
 def _identical(a, b) -> bool:
-  fa, fb = _flatten(a), _flatten(b)
+  fa, fb = flatten(a), flatten(b)
   return fa.keys() == fb.keys() and all(
       np.asarray(fa[k]).dtype == np.asarray(fb[k]).dtype
       and np.array_equal(np.asarray(fa[k]), np.asarray(fb[k])) for k in fa)
@@ -31,7 +31,7 @@ def _flat_layout(params):
   """The official FLAT layout: 'transformer/<module>': {leaf: array}; the dense MLP's
   weights wrapped as {'w': array} under 'transformer/layer_i/mlp/<name>'."""
   out = {}
-  for path, x in _flatten(params).items():
+  for path, x in flatten(params).items():
     module, leaf = path.rsplit('/', 1)
     if module.endswith('/mlp') and leaf in ('gating_einsum', 'linear'):
       out[f'transformer/{path}'] = {'w': x}

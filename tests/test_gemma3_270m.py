@@ -64,12 +64,13 @@ def test_tokenizer_built_from_tokenizer_json_equals_transformers(tmp_path, ckpt)
   """A HF directory with only tokenizer.json (transformers' own, written from the same
   GGUF vocabulary): gemma4's SentencePiece conversion gives transformers' ids."""
   transformers = pytest.importorskip('transformers')
-  from gemma4 import hf_loader, tokenizer
+  from gemma4 import tokenizer
+  from gemma4.checkpoints import hf as hf_ckpt
   path = gemma4.default_checkpoint_path()
   hf = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
                                                   gguf_file=os.path.basename(path))
   hf.save_pretrained(tmp_path)
-  ours = hf_loader.load_tokenizer(str(tmp_path), 'gemma3')
+  ours = hf_ckpt.load_tokenizer(str(tmp_path), 'gemma3')
   assert isinstance(ours, tokenizer.Gemma3Tokenizer)
   for case in GOLDEN['tokenizer'] + [{'text': c['prompt'], 'ids': c['prompt_ids']}
                                      for c in GOLDEN['cases']]:

@@ -19,7 +19,7 @@ PRESETS = {'gemma4_e2b': 'Gemma4_E2B', 'gemma4_e4b': 'Gemma4_E4B',
 
 def _sig(tree):
   return {k: (tuple(v.shape), jnp.dtype(v.dtype).name)
-          for k, v in gparams._flatten(tree).items()}
+          for k, v in gparams.flatten(tree).items()}
 
 
 def test_e2b_tree_equals_every_official_text_tensor():
@@ -40,7 +40,7 @@ def test_param_count_and_layers_equal_official_facts(preset):
   official eval_shape facts (reference/param_facts.json)."""
   facts = json.loads((REF / 'param_facts.json').read_text())[PRESETS[preset]]
   tree = gemma4.models.get_model(preset).eval_shape()
-  flat = gparams._flatten(tree)
+  flat = gparams.flatten(tree)
   assert sum(math.prod(v.shape) for v in flat.values()) == facts['text_decoder']
   cfg = gemma4.PRESETS[preset]
   assert ''.join('G' if t == 'global' else 'L' for t in cfg.layer_types) == facts['attention_types']

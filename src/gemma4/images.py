@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -57,34 +58,112 @@ def soft_token_count(height: int, width: int, budget: int, patch: int = PATCH,
   return (th // patch) * (tw // patch) // pool ** 2
 
 
-def to_rgb_uint8(image: Any) -> np.ndarray:
-  """An [H, W, 3] uint8 array from a PIL image or an array: uint8, or float in [0, 1];
-  [H, W] or [H, W, 1] (grayscale), [H, W, 3] (RGB) or [H, W, 4] (RGBA: the alpha channel
-  is dropped, as the official library does). Raises ValueError naming what is wrong."""
-  if isinstance(image, Image.Image):
-    if image.width == 0 or image.height == 0:
-      raise ValueError(f'image has zero size: {image.width}x{image.height} (width x height)')
+# PIL modes PIL's own convert('RGB') turns into RGB by their meaning: 8-bit channels,
+# alpha (LA, PA, RGBA) dropped as the official library does, premultiplied alpha
+# (La, RGBa) undone first, CMYK / YCbCr / LAB / HSV by PIL's colour conversion.
+_PIL_CONVERTED = ('1', 'L', 'LA', 'La', 'P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK',
+                  'YCbCr', 'LAB', 'HSV')
+_PIL_16BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N')  # unsigned 16-bit grayscale
+_PIL_MODES = _PIL_CONVERTED + _PIL_16BIT + ('I', 'F')
+
+
+def _from_16bit(arr: np.ndarray) -> np.ndarray:
+  """Unsigned 16-bit values (any byte order) -> uint8, v * 255 / 65535 rounded to nearest
+  (never an exact half: 65535 is odd)."""
+  return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _from_unit_float(arr: np.ndarray, index: int, what: str, hint: str) -> np.ndarray:
+  """Float values in [0, 1] -> uint8, round(v * 255) (half to even, as np.round)."""
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f'image {index} has NaN or infinite pixel values ({what})')
+  lo, hi = float(arr.min()), float(arr.max())
+  if lo < 0.0 or hi > 1.0:
+    raise ValueError(f'image {index}: {what} must hold values in [0, 1], got '
+                     f'[{lo:g}, {hi:g}] ({hint})')
+  return np.round(arr * 255.0).astype(np.uint8)
+
+
+def _pil_to_rgb(image: Image.Image, index: int) -> np.ndarray:
+  mode = image.mode
+  if image.width == 0 or image.height == 0:
+    raise ValueError(f'image {index} has zero size: {image.width}x{image.height} '
+                     '(width x height)')
+  if mode in _PIL_CONVERTED:
+    if mode == 'P' and 'transparency' in image.info:
+      image = image.convert('RGBA')  # PIL's own route for a palette with transparency
+    elif mode == 'La':
+      image = image.convert('LA')  # undo the premultiplied alpha (no La -> RGB in PIL)
     return np.asarray(image.convert('RGB'))
-  arr = np.asarray(image)
+  if mode in _PIL_16BIT:
+    gray = _from_16bit(np.asarray(image))
+  elif mode == 'I':  # 32-bit signed: read as 16-bit where it fits (16-bit PNGs may open so)
+    arr = np.asarray(image)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 65535:
+      raise ValueError(f'image {index}: a PIL mode I (32-bit integer) image is read as 16-bit '
+                       f'and must hold values in [0, 65535], got [{lo}, {hi}] (convert it '
+                       'to L, I;16 or a float array in [0, 1] first)')
+    gray = _from_16bit(arr)
+  elif mode == 'F':
+    gray = _from_unit_float(np.asarray(image), index, 'a PIL mode F (float) image',
+                            'divide by 255 for 0-255 values')
+  else:
+    raise ValueError(f'image {index}: PIL mode {mode!r} is not supported (supported: '
+                     f'{", ".join(_PIL_MODES)}); convert it first, e.g. image.convert("RGB")')
+  return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=-1))
+
+
+def to_rgb_uint8(image: Any, index: int = 0) -> np.ndarray:
+  """An [H, W, 3] uint8 array from one image, `index` its position (for messages).
+
+  A PIL image of any of its modes (Image.MODES): 8-bit modes by PIL's convert('RGB')
+  (alpha dropped, as the official library does; P, CMYK, YCbCr, LAB, HSV by PIL's
+  conversion), 16-bit I;16* as v * 255 / 65535, mode I likewise when its values are in
+  [0, 65535], mode F when they are in [0, 1]. Or an array [H, W] / [H, W, 1]
+  (grayscale), [H, W, 3] (RGB) or [H, W, 4] (RGBA: alpha dropped) of uint8 (as is),
+  uint16 (v * 255 / 65535), bool (0 / 255) or float in [0, 1] (round(v * 255)). Anything
+  else raises TypeError or ValueError naming the image, the value and what is expected."""
+  if isinstance(image, Image.Image):
+    return _pil_to_rgb(image, index)
+  if not isinstance(image, (list, tuple, memoryview)) and not any(
+      hasattr(image, a) for a in ('__array__', '__array_interface__', '__array_struct__')):
+    raise TypeError(f'image {index} must be a numpy array or a PIL image, got '
+                    f'{type(image).__name__}' +
+                    (' (open a file with PIL.Image.open first)'
+                     if isinstance(image, (str, bytes, os.PathLike)) else ''))
+  try:
+    arr = np.asarray(image)
+  except ValueError as e:
+    raise ValueError(f'image {index} is not a rectangular array: {e}') from e
   if arr.ndim == 2:
     arr = arr[..., None]
   if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-    raise ValueError(f'image must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (channels '
-                     f'last), got shape {arr.shape}')
+    raise ValueError(f'image {index} must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] '
+                     f'(channels last), got shape {arr.shape}')
   if arr.shape[0] == 0 or arr.shape[1] == 0:
-    raise ValueError(f'image has zero size: shape {arr.shape}')
-  if arr.dtype == np.uint8:
+    raise ValueError(f'image {index} has zero size: shape {arr.shape}')
+  kind, size = arr.dtype.kind, arr.dtype.itemsize
+  if kind == 'u' and size == 1:
     pass
-  elif np.issubdtype(arr.dtype, np.floating):
-    if not np.all(np.isfinite(arr)):
-      raise ValueError('image has NaN or infinite pixel values')
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
-      raise ValueError(f'a float image must hold values in [0, 1], got [{lo:g}, {hi:g}] '
-                       '(pass uint8 for 0-255 pixels)')
-    arr = np.round(arr * 255.0).astype(np.uint8)
+  elif kind == 'u' and size == 2:
+    arr = _from_16bit(arr)
+  elif kind == 'b':
+    arr = arr.astype(np.uint8) * np.uint8(255)
+  elif kind == 'f':
+    arr = _from_unit_float(arr, index, 'a float image', 'pass uint8 for 0-255 pixels')
   else:
-    raise ValueError(f'image dtype must be uint8 or float (values in [0, 1]), got {arr.dtype}')
+    if kind in 'iu':
+      hint = ('; other integer types are ambiguous: cast 0-255 values with '
+              '.astype(np.uint8), 0-65535 values with .astype(np.uint16)')
+    elif kind == 'c':
+      hint = '; complex values are not pixels'
+    elif kind == 'O':
+      hint = '; an object array (mixed or non-numeric items) is not an image'
+    else:
+      hint = ''
+    raise ValueError(f'image {index}: dtype must be uint8 or float (values in [0, 1]), '
+                     f'uint16 or bool, got {arr.dtype}{hint}')
   if arr.shape[-1] == 1:
     arr = np.repeat(arr, 3, axis=-1)
   return np.ascontiguousarray(arr[..., :3])
@@ -130,28 +209,3 @@ def preprocess(image: Any, budget: int = 1120, patch: int = PATCH, pool: int = P
   rows, cols = np.divmod(np.arange(n), gw)
   positions[:n, 0], positions[:n, 1] = cols, rows
   return Patches(patches, positions, n // pool ** 2, (th, tw))
-
-
-SOFT_TOKEN = -2  # where an image's soft tokens go in an expanded sequence (the official id)
-IMAGE_PLACEHOLDER = 258880  # <|image|>
-_START, _END, _DOUBLE_NEWLINE = 255999, 258882, 108
-
-
-def expand_image_tokens(ids: list[int], soft_token_counts: list[int],
-                        prompt_index: int = 0) -> list[int]:
-  """Each `<|image|>` (258880) of one prompt becomes `\\n\\n`, `<|image>`, N soft-token
-  slots (SOFT_TOKEN), `<image|>`, `\\n\\n`, with N that image's own count (the official
-  `add_variable_extra_tokens_for_images`, one prompt at a time)."""
-  found = sum(1 for t in ids if t == IMAGE_PLACEHOLDER)
-  if found != len(soft_token_counts):
-    raise ValueError(f'prompt {prompt_index} has {found} <|image|> placeholder'
-                     f'{"" if found == 1 else "s"} but {len(soft_token_counts)} '
-                     f'image{"" if len(soft_token_counts) == 1 else "s"}; they must match')
-  out, k = [], 0
-  for t in ids:
-    if t == IMAGE_PLACEHOLDER:
-      out += [_DOUBLE_NEWLINE, _START] + [SOFT_TOKEN] * soft_token_counts[k] + [_END, _DOUBLE_NEWLINE]
-      k += 1
-    else:
-      out.append(t)
-  return out

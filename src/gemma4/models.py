@@ -216,17 +216,21 @@ def config_from_reference(c) -> TransformerConfig:
 def from_reference(ref) -> Model:
   """The gemma4 model equal to an official `gm.nn.Gemma4_*` instance or its config.
 
-  Encoders dropped by the official `text_only=True` are kept out here too; their
-  settings are recovered from the preset of the same name where there is one.
+  An official model built with `text_only=False` keeps its vision and audio encoders
+  here too (a gemma4 model with text_only=False); one built text_only (the official
+  default) drops them, and their settings are recovered from the preset of the same
+  name where there is one, so that a later `text_only=False` model has them.
   """
   c = getattr(ref, 'config', ref)
   cfg = config_from_reference(c)
   name = type(ref).__name__.lower() if hasattr(ref, 'config') else 'custom'
+  with_encoders = cfg.vision is not None or cfg.audio is not None
+  text_only = bool(getattr(ref, 'text_only', not with_encoders)) or not with_encoders
   preset = _config.PRESETS.get(name)
-  if preset is not None and cfg.vision is None and cfg.audio is None:
+  if preset is not None and not with_encoders:
     cfg = dataclasses.replace(cfg, vision=preset.vision, audio=preset.audio)
   dtype = getattr(ref, 'dtype', jnp.bfloat16)
-  return Model(cfg, dtype=jnp.dtype(dtype), text_only=True, name=name)
+  return Model(cfg, dtype=jnp.dtype(dtype), text_only=text_only, name=name)
 
 
 __all__ = ['Model', 'Gemma4_E2B', 'Gemma4_E4B', 'Gemma4_26B_A4B', 'Gemma4_31B',

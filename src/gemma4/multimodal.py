@@ -1,8 +1,8 @@
 """Images into the decoder: encode, project, and place soft tokens at their slots.
 
-A prompt's `<|image|>` expands to `\\n\\n <|image> SOFT x N <image|> \\n\\n`
-(`gemma4.images.expand_image_tokens`); the SOFT slots (id -2) of a row take that row's
-soft tokens in order. Soft tokens enter unscaled (token embeddings are scaled by
+A prompt's `<|image|>` expands to `\\n\\n <|image> SLOT x N <image|> \\n\\n` and its
+`<|audio|>` to `<|audio> SLOT x N <audio|>` per segment (`gemma4.media`); the image slots
+(id -2) and audio slots (id -4) of a row take that row's soft tokens in order. Soft tokens enter unscaled (token embeddings are scaled by
 sqrt(width)); their per-layer-embedding lookup uses id 0, as in the official library.
 """
 
@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gemma4 import conformer, vision
-from gemma4.audio import SOFT_TOKEN as AUDIO_SOFT_TOKEN
 from gemma4.audio import Segment
 from gemma4.config import TransformerConfig
-from gemma4.images import SOFT_TOKEN, Patches
+from gemma4.images import Patches
+from gemma4.media import AUDIO_SLOT, IMAGE_SLOT, slot_index
 from gemma4.transformer import embed
 
 
@@ -42,16 +42,22 @@ def merge_soft_tokens(params: dict, tokens: jax.Array, soft: jax.Array | None,
                       audio_soft: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Input embeddings with soft tokens at their slots, and the vision mask.
 
-  tokens: [B, T] with SOFT_TOKEN at image slots and audio.SOFT_TOKEN at audio slots;
+  tokens: [B, T] with IMAGE_SLOT at image slots and AUDIO_SLOT at audio slots;
   soft / audio_soft: [B, S, D], row b's image / audio soft tokens in the order of its
   slots (zero padded), or None.
   """
   x = embed(params, jnp.where(tokens < 0, 0, tokens))
   if soft is not None:
-    x = _place(x, tokens, SOFT_TOKEN, soft)
+    x = _place(x, tokens, IMAGE_SLOT, soft)
   if audio_soft is not None:
-    x = _place(x, tokens, AUDIO_SOFT_TOKEN, audio_soft)
-  return x, tokens == SOFT_TOKEN
+    x = _place(x, tokens, AUDIO_SLOT, audio_soft)
+  return x, tokens == IMAGE_SLOT
+
+
+# At most this many images or audio segments go through an encoder at once: a call
+# with many (a long recording is 20 segments in 10 minutes) runs in batches, so the
+# encoder's memory is bounded whatever the count.
+MAX_ENCODER_BATCH = 8
 
 
 def _bucket(n: int) -> int:
@@ -61,26 +67,31 @@ def _bucket(n: int) -> int:
   return b
 
 
+def _in_batches(n: int, encode) -> jax.Array:
+  """Outputs [n, ...] of `encode(start, stop, padded)` over batches of at most
+  MAX_ENCODER_BATCH items, each padded to a power-of-two count (few compiled shapes)."""
+  outs = []
+  for start in range(0, n, MAX_ENCODER_BATCH):
+    stop = min(start + MAX_ENCODER_BATCH, n)
+    outs.append(encode(start, stop, _bucket(stop - start))[:stop - start])
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+
+
 def soft_tokens_for_rows(params: dict, cfg: TransformerConfig, rows: list[list[Patches]],
                          length: int) -> jax.Array:
-  """Encodes every image of every row in one batch (padded to a power-of-two count, so
-  few shapes compile) and lays out each row's soft tokens in order: [B, length, D]."""
+  """Encodes every image of every row (in batches of at most MAX_ENCODER_BATCH, padded to
+  a power-of-two count) and lays out each row's soft tokens in order: [B, length, D]."""
   flat = [p for row in rows for p in row]
-  n = _bucket(len(flat))
   shape = flat[0].patches.shape
-  patches = np.zeros((n,) + shape, np.float32)
-  positions = np.full((n, shape[0], 2), -1, np.int32)
-  for i, p in enumerate(flat):
-    patches[i], positions[i] = p.patches, p.positions
-  soft = encode_images(params, cfg, jnp.asarray(patches), jnp.asarray(positions))
-  per_image = soft.shape[1]
-  index = np.zeros((len(rows), length), np.int32)
-  k = 0
-  for b, row in enumerate(rows):
-    taken = [i * per_image + j for i, p in enumerate(row, start=k) for j in range(p.num_soft_tokens)]
-    index[b, :len(taken)] = taken
-    k += len(row)
-  return soft.reshape(n * per_image, -1)[jnp.asarray(index)]
+  def encode(start, stop, n):
+    patches = np.zeros((n,) + shape, np.float32)
+    positions = np.full((n, shape[0], 2), -1, np.int32)
+    for i, p in enumerate(flat[start:stop]):
+      patches[i], positions[i] = p.patches, p.positions
+    return encode_images(params, cfg, jnp.asarray(patches), jnp.asarray(positions))
+  soft = _in_batches(len(flat), encode)
+  index = slot_index([[p.num_soft_tokens for p in row] for row in rows], soft.shape[1], length)
+  return soft.reshape(len(flat) * soft.shape[1], -1)[jnp.asarray(index)]
 
 
 # Padded sample lengths of an audio segment (1 to 30 s at 16 kHz, steps of at most 1.5x):
@@ -98,25 +109,20 @@ def encode_audio(params: dict, cfg: TransformerConfig, waveforms: jax.Array,
 
 def audio_soft_tokens_for_rows(params: dict, cfg: TransformerConfig,
                                rows: list[list[list[Segment]]], length: int) -> jax.Array:
-  """Encodes every segment of every clip of every row in one batch (the count padded to
-  a power of two, the samples to an AUDIO_BUCKETS length) and lays out each row's soft
-  tokens in order: [B, length, D]."""
+  """Encodes every segment of every clip of every row (in batches of at most
+  MAX_ENCODER_BATCH, the count padded to a power of two, the samples to an AUDIO_BUCKETS
+  length) and lays out each row's soft tokens in order: [B, length, D]."""
   flat = [seg for row in rows for clip in row for seg in clip]
-  n = _bucket(len(flat))
   longest = max(seg.samples.shape[0] for seg in flat)
   size = next((b for b in AUDIO_BUCKETS if b >= longest), longest)
-  waves = np.zeros((n, size), np.float32)
-  lengths = np.zeros((n,), np.int32)
-  for i, seg in enumerate(flat):
-    waves[i, :seg.samples.shape[0]] = seg.samples
-    lengths[i] = seg.samples.shape[0]
-  soft = encode_audio(params, cfg, jnp.asarray(waves), jnp.asarray(lengths))
-  per = soft.shape[1]
-  index = np.zeros((len(rows), length), np.int32)
-  k = 0
-  for b, row in enumerate(rows):
-    segs = [seg for clip in row for seg in clip]
-    taken = [i * per + j for i, seg in enumerate(segs, start=k) for j in range(seg.num_soft_tokens)]
-    index[b, :len(taken)] = taken
-    k += len(segs)
-  return soft.reshape(n * per, -1)[jnp.asarray(index)]
+  def encode(start, stop, n):
+    waves = np.zeros((n, size), np.float32)
+    lengths = np.zeros((n,), np.int32)
+    for i, seg in enumerate(flat[start:stop]):
+      waves[i, :seg.samples.shape[0]] = seg.samples
+      lengths[i] = seg.samples.shape[0]
+    return encode_audio(params, cfg, jnp.asarray(waves), jnp.asarray(lengths))
+  soft = _in_batches(len(flat), encode)
+  index = slot_index([[seg.num_soft_tokens for clip in row for seg in clip] for row in rows],
+                     soft.shape[1], length)
+  return soft.reshape(len(flat) * soft.shape[1], -1)[jnp.asarray(index)]

@@ -108,12 +108,13 @@ def is_encoder(path: str) -> bool:
 
 def shape_tree(cfg: TransformerConfig, dtype=jnp.bfloat16, specs: dict | None = None) -> dict:
   """The tree of `jax.ShapeDtypeStruct`s: what `jax.eval_shape(model.init)` gives."""
-  flat = _flatten(specs if specs is not None else param_specs(cfg))
-  return _unflatten({k: jax.ShapeDtypeStruct(s.shape, jnp.float32 if is_encoder(k) else jnp.dtype(dtype))
+  flat = flatten(specs if specs is not None else param_specs(cfg))
+  return unflatten({k: jax.ShapeDtypeStruct(s.shape, jnp.float32 if is_encoder(k) else jnp.dtype(dtype))
                      for k, s in flat.items()})
 
 
-def _unflatten(flat: Mapping[str, Any]) -> dict:
+def unflatten(flat: Mapping[str, Any]) -> dict:
+  """{'a/b/c': x} -> {'a': {'b': {'c': x}}}: the inverse of `flatten`."""
   tree: dict = {}
   for path, value in flat.items():
     node = tree
@@ -155,11 +156,12 @@ def init_params(cfg: TransformerConfig, seed: int = 0, dtype=jnp.float32,
   return jax.tree.unflatten(treedef, leaves)
 
 
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """A nested mapping as {'a/b/c': leaf}, in the tree's own order."""
   out = {}
   if isinstance(tree, Mapping):
     for k, v in tree.items():
-      out.update(_flatten(v, f'{prefix}/{k}' if prefix else str(k)))
+      out.update(flatten(v, f'{prefix}/{k}' if prefix else str(k)))
   else:
     out[prefix] = tree
   return out
@@ -173,7 +175,7 @@ def unwrap(params: Mapping[str, Any]) -> Mapping[str, Any]:
     params = params['params']
   audio = params.get('audio_encoder') if isinstance(params, Mapping) else None
   if isinstance(audio, Mapping) and any('/' in k for k in audio):
-    params = dict(params, audio_encoder=_unflatten(audio))  # values may be subtrees
+    params = dict(params, audio_encoder=unflatten(audio))  # values may be subtrees
   return params
 
 
@@ -183,8 +185,8 @@ def check_params(cfg: TransformerConfig, params: Mapping[str, Any],
 
   `dtype`: the expected dtype of every leaf, or None to accept any float dtype.
   """
-  expected = _flatten(specs if specs is not None else param_specs(cfg))
-  got = _flatten(unwrap(params))
+  expected = flatten(specs if specs is not None else param_specs(cfg))
+  got = flatten(unwrap(params))
   problems = []
   for path in sorted(set(expected) - set(got)):
     want = f'{expected[path].shape} {jnp.dtype(dtype).name if dtype else ""}'.strip()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
 import random as _random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,15 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gemma4 import audio as _audio
+from gemma4 import images as _images
+from gemma4 import media
 from gemma4 import sampling as _sampling
 from gemma4.config import TransformerConfig
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
-from gemma4.images import IMAGE_PLACEHOLDER, check_budget, expand_image_tokens, preprocess
-from gemma4 import audio as _audio
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
-from gemma4.tokenizer import Gemma4Tokenizer
+from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, SpecialTokens
 from gemma4.transformer import forward
 
 
@@ -86,18 +89,41 @@ class SamplerOutput:
 
 
 def normalize_rng(rng) -> jax.Array:
-  """None (a random seed), an int seed, a sequence or ndarray of key data, or a key."""
+  """None (a random seed), an int seed in [0, 2**64), 2 uint32 of key data, or a key.
+
+  A seed below 2**32 gives jax.random.key(seed), as the official sampler; larger seeds
+  use all 64 bits (key data [seed >> 32, seed & 0xffffffff]), where jax.random.key with
+  64-bit types off would keep only the low 32 and give 2**32 + 5 the key of 5.
+  """
   if rng is None:
     rng = _random.randint(0, 1_000_000_000)
+  if isinstance(rng, (bool, np.bool_)):
+    raise TypeError(f'rng must be None, an int seed, a PRNG key or 2 uint32 of key data; got {rng!r}')
   if isinstance(rng, (int, np.integer)):
-    return jax.random.key(int(rng))
+    seed = int(rng)
+    if not 0 <= seed < 2 ** 64:
+      raise ValueError(f'rng seed must be in [0, 2**64) (what numpy.uint64 holds), got {seed}')
+    if seed < 2 ** 32:
+      return jax.random.key(seed)
+    return jax.random.wrap_key_data(jnp.asarray([seed >> 32, seed & 0xFFFFFFFF], jnp.uint32))
   if isinstance(rng, jax.Array) and jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    if rng.shape != ():
+      raise ValueError(f'rng must be a single PRNG key, got a key array of shape {rng.shape}')
     return rng
-  data = np.asarray(rng)
+  if isinstance(rng, (str, bytes, float, np.floating)):
+    raise TypeError(f'rng must be None, an int seed, a PRNG key or 2 uint32 of key data; got '
+                    f'{type(rng).__name__} {rng!r}')
+  try:
+    data = np.asarray(rng)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f'rng must be None, an int seed, a PRNG key or 2 uint32 of key data; got '
+                    f'{type(rng).__name__}') from e
   if data.shape != (2,) or not np.issubdtype(data.dtype, np.integer):
     raise ValueError(f'rng must be None, an int seed, a PRNG key or 2 uint32 of key data; '
                      f'got shape {data.shape} dtype {data.dtype}')
-  return jax.random.wrap_key_data(jnp.asarray(data, jnp.uint32))
+  if data.min() < 0 or data.max() >= 2 ** 32:
+    raise ValueError(f'rng key data must be 2 uint32 values, got {data.tolist()}')
+  return jax.random.wrap_key_data(jnp.asarray(data.astype(np.uint32)))
 
 
 def pad_to_bucket(length: int, buckets: tuple[int, ...] | None) -> int:
@@ -113,6 +139,46 @@ def mask_after_end(tokens: jax.Array, end_tokens: tuple[int, ...]) -> jax.Array:
   is_end = jnp.isin(tokens, jnp.asarray(end_tokens))
   before_or_first = (jnp.cumsum(is_end, axis=-1) - is_end) == 0
   return tokens * before_or_first
+
+
+# Prompts longer than this are prefilled in chunks of this many tokens: the activations
+# of one chunk (attention logits [B, N, C, cache_length + C] float32 included) bound the
+# prefill's memory whatever the prompt's length.
+PREFILL_CHUNK = 1024
+
+
+def chunk_bounds(length: int, chunk: int, keep_whole: Sequence[tuple[int, int]] = ()
+                 ) -> list[tuple[int, int]]:
+  """[start, stop) of each prefill chunk of `length` tokens: `chunk` tokens each, the
+  last shorter, except that no boundary falls strictly inside a span of `keep_whole`
+  ([start, stop) spans, e.g. the soft tokens of an image that attend to each other both
+  ways): the boundary moves back to the span's start, or past its end when the span
+  starts the chunk."""
+  spans: list[list[int]] = []  # merged, so a moved boundary never lands in another span
+  for a, b in sorted(keep_whole):
+    if spans and a < spans[-1][1]:
+      spans[-1][1] = max(spans[-1][1], b)
+    else:
+      spans.append([a, b])
+  bounds, start = [], 0
+  while start < length:
+    stop = min(start + chunk, length)
+    for a, b in spans:
+      if a < stop < b:
+        stop = a if a > start else min(b, length)
+        break
+    bounds.append((start, stop))
+    start = stop
+  return bounds
+
+
+def image_spans(tokens: np.ndarray) -> list[tuple[int, int]]:
+  """[start, stop) of every run of image slots in any row of tokens [B, T]."""
+  out = []
+  for row in tokens == media.IMAGE_SLOT:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+    out += list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +222,20 @@ class _Loop:
                             valid=active[:, None], cache=state.cache, last_only=True)
     return self.pick(logits, dataclasses.replace(state, cache=cache), active)
 
+  def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros) -> SamplingState:
+    """The state after a prompt, with its first token sampled from logits [B, V]."""
+    b = logits.shape[0]
+    state = SamplingState(
+        step=jnp.zeros((), jnp.int32), done=jnp.zeros((b,), bool),
+        last_token=jnp.zeros((b,), jnp.int32),
+        predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
+        logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
+        cache_full=jnp.zeros((), bool))
+    return self.pick(logits, state, jnp.ones((b,), bool))
+
   @functools.partial(jax.jit, static_argnums=0)
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None):
-    """Prompt [B, T] into the cache; samples the first token from the last one.
+    """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
     soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
     `tokens`, or None.
@@ -168,14 +245,27 @@ class _Loop:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
-    b = tokens.shape[0]
-    state = SamplingState(
-        step=jnp.zeros((), jnp.int32), done=jnp.zeros((b,), bool),
-        last_token=jnp.zeros((b,), jnp.int32),
-        predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
-        logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
-        cache_full=jnp.zeros((), bool))
-    return self.pick(logits, state, jnp.ones((b,), bool))
+    return self.start(logits, cache, rng, out_zeros)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def embed(self, params, tokens, soft, audio_soft):
+    """Input embeddings [B, T, D] with the soft tokens at their slots, and the vision mask."""
+    return merge_soft_tokens(params, tokens, soft, audio_soft)
+
+  def chunk(self, params, tokens, valid, embeds, vision_mask, cache, logits, is_last):
+    """One chunk [B, C] of a long prompt into the cache; logits [B, V] of the rows whose
+    last prompt token (is_last [B]) is in this chunk replace those carried in."""
+    new, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
+                         valid=valid, cache=cache, last_only=True)
+    return jnp.where(is_last[:, None], new, logits), cache
+
+  # The first chunk must not take over a cache the caller still holds (a last_state).
+  chunk_keep = functools.partial(jax.jit, static_argnums=0)(chunk)
+  chunk_owned = functools.partial(jax.jit, static_argnums=0, donate_argnames='cache')(chunk)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def jit_start(self, logits, cache, rng, out_zeros):
+    return self.start(logits, cache, rng, out_zeros)
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
@@ -200,23 +290,54 @@ class _Loop:
     return self.finish(state, max_new_tokens)
 
 
-def _per_prompt(items: list, n_slots: list[int], batched: bool, tag: str, noun: str
-                ) -> tuple[list[list], bool]:
-  """Media items grouped by prompt, and whether they came one list per prompt: a batch
-  may give one list per prompt, else one flat list in placeholder order. Counts that do
-  not match the `tag` placeholders are an error naming them."""
-  if batched and len(items) == len(n_slots) and all(isinstance(x, (list, tuple)) for x in items):
-    groups = [list(x) for x in items]
-    for i, (g, n) in enumerate(zip(groups, n_slots)):
-      if len(g) != n:
-        raise ValueError(f'prompt {i} has {n} {tag} placeholder(s) but {len(g)} {noun}')
-    return groups, True
-  if len(items) != sum(n_slots):
-    raise ValueError(f'the prompts have {sum(n_slots)} {tag} placeholder(s) in all '
-                     f'({", ".join(map(str, n_slots))} per prompt) but {len(items)} {noun} '
-                     'were given')
-  starts = np.cumsum([0] + n_slots)
-  return [items[a:b] for a, b in zip(starts[:-1], starts[1:])], False
+def _check_int(value, name: str, low: int = 1) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f'{name} must be an int >= {low}, got {type(value).__name__} {value!r}')
+  if value < low:
+    raise ValueError(f'{name} must be >= {low}, got {value}')
+  return int(value)
+
+
+def _buckets(pad_length) -> tuple[int, ...] | None:
+  """The sorted prompt lengths of `pad_length` (None, an int or a tuple of ints >= 1)."""
+  if pad_length is None:
+    return None
+  values = (pad_length,) if isinstance(pad_length, (int, np.integer)) else pad_length
+  if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+    raise TypeError(f'pad_length must be None, an int or a tuple of ints, got {pad_length!r}')
+  for v in values:
+    _check_int(v, f'pad_length entry {v!r} of {pad_length!r}')
+  return tuple(sorted(int(v) for v in values)) or None
+
+
+def _token_list(tokens, name: str) -> list:
+  """forbidden_tokens / stop_tokens: a sequence of str or int; one str or int is one token
+  (not a sequence of its characters)."""
+  if tokens is None:
+    return []
+  if isinstance(tokens, (str, int, np.integer)) and not isinstance(tokens, bool):
+    return [tokens]
+  if not isinstance(tokens, (list, tuple, set, frozenset, np.ndarray)):
+    raise TypeError(f'{name} must be a sequence of str or int tokens, got {type(tokens).__name__}')
+  bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, (str, int, np.integer))]
+  if bad:
+    raise TypeError(f'{name} must hold str or int tokens, got {bad[0]!r}')
+  return list(tokens)
+
+
+def _check_sampling(method, name: str, vocab_size: int) -> None:
+  """A sampling method: has get_next_tokens, is hashable (a static jit argument), and
+  fits the vocabulary (its own `check(vocab_size)` where it has one)."""
+  if not callable(getattr(method, 'get_next_tokens', None)):
+    raise TypeError(f'{name} must be a sampling method (e.g. gemma4.sampling.Greedy(), '
+                    f'TopkSampling(k=40), Combined()), got {type(method).__name__}')
+  try:
+    hash(method)
+  except TypeError as e:
+    raise TypeError(f'{name} must be hashable (a frozen dataclass), got {method!r}') from e
+  check = getattr(method, 'check', None)
+  if callable(check):
+    check(vocab_size)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -254,59 +375,89 @@ class Gemma4Sampler:
     if not isinstance(self.model, Model):
       raise TypeError(f'model must be a gemma4 Model (e.g. gemma4.models.Gemma4_E2B(), or '
                       f'gemma4.models.from_reference(official_model)); got {type(self.model).__name__}')
-    if self.tokenizer is None:
+    tokenizer = self.tokenizer
+    if tokenizer is None:
       raise ValueError(f'no tokenizer is known for model {self.model.name!r}: pass '
                        'tokenizer=gemma4.Gemma4Tokenizer("path/to/tokenizer.model")')
-    if self.tokenizer.vocab_size != self.model.config.vocab_size:
-      raise ValueError(f'the tokenizer has {self.tokenizer.vocab_size} pieces but the model '
+    if isinstance(tokenizer, (str, os.PathLike)):  # a path to a SentencePiece model
+      cls = Gemma3Tokenizer if self.model.config.family == 'gemma3' else Gemma4Tokenizer
+      tokenizer = cls(tokenizer)
+      object.__setattr__(self, 'tokenizer', tokenizer)
+    if not isinstance(tokenizer, Gemma4Tokenizer):
+      raise TypeError(f'tokenizer must be a gemma4.Gemma4Tokenizer or the path of a '
+                      f'SentencePiece .model file, got {type(tokenizer).__name__}')
+    if tokenizer.vocab_size != self.model.config.vocab_size:
+      raise ValueError(f'the tokenizer has {tokenizer.vocab_size} pieces but the model '
                        f'{self.model.config.vocab_size}; they must match')
-    check_budget(self.max_soft_tokens)  # one of 70, 140, 280, 560, 1120, before any work
-    for name in ('cache_length', 'max_out_length', 'audio_sample_rate', 'audio_seq_length'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+    _check_sampling(self.sampling, 'sampling', self.model.config.vocab_size)
+    for name in ('cache_length', 'max_out_length', 'audio_sample_rate', 'audio_seq_length',
+                 'patch_size', 'pooling_kernel_size'):
+      _check_int(getattr(self, name), name)
+    _images.check_budget(self.max_soft_tokens)  # one of 70, 140, 280, 560, 1120
+    vision = self.model.config.vision
+    if self.model.has_vision:
+      for name, want in (('patch_size', vision.patch_size),
+                         ('pooling_kernel_size', vision.pooling_kernel_size)):
+        if getattr(self, name) != want:
+          raise ValueError(f'{name}={getattr(self, name)} disagrees with the vision encoder of '
+                           f'{self.model.name!r}, which has {name} {want}')
+    object.__setattr__(self, '_buckets', _buckets(self.pad_length))
     object.__setattr__(self, 'params', unwrap(self.params))
     self.model.check_params(self.params)
-    buckets = (self.pad_length,) if isinstance(self.pad_length, int) else self.pad_length
-    object.__setattr__(self, '_buckets', tuple(sorted(buckets)) if buckets else None)
-    forbidden = tuple(self.tokenizer.token_id(t) for t in self.forbidden_tokens or ())
-    stop = tuple(self.tokenizer.token_id(t) for t in self.stop_tokens or ())
-    object.__setattr__(self, '_forbidden', forbidden + tuple(self.tokenizer.FORBIDDEN_TOKENS))
-    object.__setattr__(self, '_end', tuple(int(t) for t in self.tokenizer.END_TOKENS) + stop)
+    forbidden = tuple(tokenizer.token_id(t) for t in _token_list(self.forbidden_tokens, 'forbidden_tokens'))
+    stop = tuple(tokenizer.token_id(t) for t in _token_list(self.stop_tokens, 'stop_tokens'))
+    object.__setattr__(self, '_forbidden', forbidden + tuple(tokenizer.FORBIDDEN_TOKENS))
+    object.__setattr__(self, '_end', tuple(int(t) for t in tokenizer.END_TOKENS) + stop)
 
   def _loop(self, sampling) -> _Loop:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
 
   def _prepare(self, prompt, images, audio, audio_lengths, max_new_tokens, last_state,
-               sharding, rng, max_soft_tokens=None):
-    """Checks every argument and tokenizes; nothing is computed on the model yet."""
+               sharding, rng, max_soft_tokens=None, sampling=None):
+    """Checks every argument and tokenizes, then prepares the media; nothing is computed
+    on the model yet. Every check that can reject the call (types, counts, cache fit)
+    runs before the costly host work (image resizing, audio resampling)."""
+    if prompt is None:
+      raise TypeError('prompt must be a str or a non-empty sequence of str, got None')
     batched = not isinstance(prompt, str)
+    if batched and not isinstance(prompt, Sequence):
+      raise TypeError(f'prompt must be a str or a non-empty sequence of str, got '
+                      f'{type(prompt).__name__}')
     prompts = list(prompt) if batched else [prompt]
     if not prompts:
       raise ValueError('prompt is an empty list: expected a str or a non-empty sequence of str')
     if not all(isinstance(p, str) for p in prompts):
       raise TypeError(f'prompt must be a str or a sequence of str, got {[type(p).__name__ for p in prompts]}')
-    if max_new_tokens is not None and not 1 <= max_new_tokens <= self.max_out_length:
-      raise ValueError(f'max_new_tokens={max_new_tokens} must be in [1, max_out_length='
-                       f'{self.max_out_length}]')
+    if max_new_tokens is not None:
+      _check_int(max_new_tokens, 'max_new_tokens')
+      if max_new_tokens > self.max_out_length:
+        raise ValueError(f'max_new_tokens={max_new_tokens} must be in [1, max_out_length='
+                         f'{self.max_out_length}]')
+    if sampling is not None:
+      _check_sampling(sampling, 'sampling', self.model.config.vocab_size)
+    budget = _images.check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)
+    if sharding is not None and not isinstance(sharding, jax.sharding.Sharding):
+      raise TypeError(f'sharding must be None or a jax.sharding.Sharding (it places the prompt '
+                      f'batch), got {type(sharding).__name__}')
+    key = normalize_rng(rng)
+    if isinstance(last_state, SamplerOutput):
+      last_state = last_state.state  # the state of a turn, as returned with return_state
+    if last_state is not None:
+      self._check_state(last_state, len(prompts))
     ids = [self.tokenizer.encode(p, add_bos=last_state is None) for p in prompts]
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
-    rows = self._images_per_prompt(ids, images, batched, max_soft_tokens)
-    clips = self._audio_per_prompt(ids, audio, audio_lengths, batched)
-    if rows is not None:
-      ids = [expand_image_tokens(t, [p.num_soft_tokens for p in row], i)
-             for i, (t, row) in enumerate(zip(ids, rows))]
+    pictures = self._images_per_prompt(ids, images, budget)  # checked, not yet resized
+    clips = self._audio_per_prompt(ids, audio, audio_lengths)  # checked, not yet resampled
+    if pictures is not None:
+      counts = [[_images.soft_token_count(*img.shape[:2], budget, self.patch_size,
+                                          self.pooling_kernel_size) for img in row]
+                for row in pictures]
+      ids = [media.expand_image_tokens(t, c, i) for i, (t, c) in enumerate(zip(ids, counts))]
     if clips is not None:
-      ids = [_audio.expand_audio_tokens(t, row, i) for i, (t, row) in enumerate(zip(ids, clips))]
-    before = np.zeros(len(ids), np.int64)
-    if last_state is not None:
-      if last_state.batch_size != len(ids):
-        raise ValueError(f'last_state holds {last_state.batch_size} conversations but '
-                         f'{len(ids)} prompts were given; they must match')
-      if last_state.cache.length != self.cache_length:
-        raise ValueError(f'last_state has a cache of {last_state.cache.length} tokens but this '
-                         f'sampler has cache_length={self.cache_length}')
-      before = np.asarray(last_state.cache.next_pos)
+      ids = [media.expand_audio_tokens(t, [c.soft_token_counts for c in row], i)
+             for i, (t, row) in enumerate(zip(ids, clips))]
+    before = np.zeros(len(ids), np.int64) if last_state is None else np.asarray(last_state.cache.next_pos)
     need = before + np.array([len(t) for t in ids])
     if need.max() > self.cache_length:
       row = int(need.argmax())
@@ -327,16 +478,41 @@ class Gemma4Sampler:
       dtype = jax.tree.leaves(self.params)[0].dtype
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
     soft = audio_soft = None
-    if rows is not None and any(rows):
+    if pictures is not None and any(pictures):
+      rows = [[_images.preprocess(img, budget, self.patch_size, self.pooling_kernel_size)
+               for img in row] for row in pictures]
       soft = soft_tokens_for_rows(self.params, self.model.config, rows, length)
     if clips is not None and any(clips):
-      audio_soft = audio_soft_tokens_for_rows(self.params, self.model.config, clips, length)
-    return (batched, tokens, valid, cache, normalize_rng(rng),
-            max_new_tokens or self.max_out_length, (soft, audio_soft))
+      rows = [[clip.segments() for clip in row] for row in clips]
+      audio_soft = audio_soft_tokens_for_rows(self.params, self.model.config, rows, length)
+    return (batched, tokens, valid, cache, key, max_new_tokens or self.max_out_length,
+            (soft, audio_soft))
 
-  def _images_per_prompt(self, ids, images, batched, max_soft_tokens):
-    """Preprocessed images per prompt (None without images), after every check."""
-    n_slots = [sum(1 for t in row if t == IMAGE_PLACEHOLDER) for row in ids]
+  def _check_state(self, state, n_prompts: int) -> None:
+    """A last_state that this sampler can continue: its type, batch and cache layout."""
+    if not isinstance(state, SamplingState):
+      raise TypeError(f'last_state must be the SamplingState of an earlier turn (out.state of '
+                      f'sample(..., return_state=True)), got {type(state).__name__}')
+    if state.batch_size != n_prompts:
+      raise ValueError(f'last_state holds {state.batch_size} conversations but {n_prompts} '
+                       'prompts were given; they must match')
+    if state.cache.length != self.cache_length:
+      raise ValueError(f'last_state has a cache of {state.cache.length} tokens but this '
+                       f'sampler has cache_length={self.cache_length}')
+    if state.predicted_tokens.shape[1] != self.max_out_length:
+      raise ValueError(f'last_state comes from a sampler with max_out_length='
+                       f'{state.predicted_tokens.shape[1]}, this one has {self.max_out_length}')
+    want = jax.eval_shape(lambda: init_cache(self.model.config, n_prompts, self.cache_length))
+    got_shapes = [None if x is None else tuple(x.shape) for x in state.cache.k]
+    want_shapes = [None if x is None else tuple(x.shape) for x in want.k]
+    if got_shapes != want_shapes:
+      raise ValueError(f'last_state was made by another model or config: its KV cache has '
+                       f'{len(got_shapes)} layers of shapes {got_shapes}, model '
+                       f'{self.model.name!r} needs {want_shapes}')
+
+  def _images_per_prompt(self, ids, images, budget):
+    """Each prompt's images as checked RGB uint8 arrays (None without images)."""
+    n_slots = [media.count(row, SpecialTokens.IMAGE_PLACEHOLDER) for row in ids]
     if images is None:
       if any(n_slots):
         row = next(i for i, n in enumerate(n_slots) if n)
@@ -346,16 +522,25 @@ class Gemma4Sampler:
     if not self.model.has_vision:  # check_params has made sure the params hold it
       raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
                        '(load it with text_only=False, or a checkpoint that has one)')
-    budget = check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)
-    images = list(images) if isinstance(images, (list, tuple)) else [images]
-    groups, _ = _per_prompt(images, n_slots, batched, '<|image|>', 'image(s)')
-    return [[preprocess(img, budget, self.patch_size, self.pooling_kernel_size) for img in g]
-            for g in groups]
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+      raise TypeError(f'images must be a list of images, got one array of shape {images.shape}; '
+                      'wrap it in a list: images=[image]')
+    if not isinstance(images, (list, tuple, np.ndarray)):
+      raise TypeError(f'images must be a list of images (numpy arrays or PIL images), one list '
+                      f'per prompt or one flat list; got {type(images).__name__}')
+    groups, _ = media.per_prompt(list(images), n_slots, '<|image|>', 'image')
+    out, index = [], 0
+    for g in groups:
+      row = []
+      for img in g:
+        row.append(_images.to_rgb_uint8(img, index))
+        index += 1
+      out.append(row)
+    return out
 
-  def _audio_per_prompt(self, ids, audio, audio_lengths, batched):
-    """Each prompt's clips as lists of 30 s segments (None without audio), after every
-    check: placeholder and clip counts per prompt, lengths, samples."""
-    n_slots = [sum(1 for t in row if t == _audio.AUDIO_PLACEHOLDER) for row in ids]
+  def _audio_per_prompt(self, ids, audio, audio_lengths):
+    """Each prompt's clips, checked and counted but not resampled (None without audio)."""
+    n_slots = [media.count(row, SpecialTokens.AUDIO_PLACEHOLDER) for row in ids]
     if audio is None:
       if audio_lengths is not None:
         raise ValueError('audio_lengths was given without audio')
@@ -368,38 +553,82 @@ class Gemma4Sampler:
       why = ('it has no audio encoder' if self.model.config.audio is None else
              'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
       raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
-    if isinstance(audio, np.ndarray) and audio.ndim == 1:
-      audio = [audio]
+    if isinstance(audio, np.ndarray):
+      if audio.ndim == 1:
+        audio = [audio]
+      else:
+        raise TypeError(f'audio must be a list of clips, got one array of shape {audio.shape}: '
+                        'pass [clip] for one (multichannel) clip, or list(array) for several '
+                        'mono clips')
+    if not isinstance(audio, (list, tuple)):
+      raise TypeError(f'audio must be a list of clips (numpy arrays), one list per prompt or '
+                      f'one flat list; got {type(audio).__name__}')
     audio = list(audio)
-    groups, per_prompt = _per_prompt(audio, n_slots, batched, '<|audio|>', 'audio clip(s)')
+    groups, per_prompt = media.per_prompt(audio, n_slots, '<|audio|>', 'audio clip')
+    n_clips = sum(len(g) for g in groups)
+    if isinstance(audio_lengths, (int, np.integer)) and not isinstance(audio_lengths, bool):
+      if n_clips != 1:
+        raise ValueError(f'audio_lengths is one int ({audio_lengths}) but {n_clips} clips were '
+                         'given: give one length per clip')
+      audio_lengths = [[audio_lengths]] if per_prompt else [audio_lengths]
     if audio_lengths is None:
       lengths = [[None] * len(g) for g in groups]
+    elif not isinstance(audio_lengths, (list, tuple, np.ndarray)):
+      raise TypeError(f'audio_lengths must be a list of ints (one per clip), got '
+                      f'{type(audio_lengths).__name__}')
     elif per_prompt:
-      lengths = [list(x) for x in audio_lengths]
+      lengths = [list(x) if isinstance(x, (list, tuple, np.ndarray)) else [x] for x in audio_lengths]
       if [len(x) for x in lengths] != [len(g) for g in groups]:
         raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
                          f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
     else:
-      if len(audio_lengths) != len(audio):
-        raise ValueError(f'audio_lengths has {len(audio_lengths)} entries but {len(audio)} audio '
+      if len(audio_lengths) != n_clips:
+        raise ValueError(f'audio_lengths has {len(audio_lengths)} entries but {n_clips} audio '
                          'clip(s) were given')
-      lengths, _ = _per_prompt(list(audio_lengths), n_slots, False, '', '')
+      lengths, _ = media.per_prompt(list(audio_lengths), n_slots, '', '')
     max_segment = self.audio_seq_length * 4 * _audio.HOP
     out, index = [], 0
     for g, ls in zip(groups, lengths):
       row = []
       for clip, length in zip(g, ls):
-        row.append(_audio.prepare(clip, length, index, self.audio_sample_rate, max_segment))
+        row.append(_audio.check_clip(clip, length, index, self.audio_sample_rate, max_segment))
         index += 1
       out.append(row)
     return out
+
+  def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool
+               ) -> SamplingState:
+    """The prompt into the cache, the first token sampled: in one pass up to
+    PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
+    each other both ways is never split). owned: the cache is not the caller's."""
+    if tokens.shape[1] <= PREFILL_CHUNK:
+      return loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
+    embeds = vision_mask = None
+    if soft[0] is not None or soft[1] is not None:
+      embeds, vision_mask = loop.embed(self.params, tokens, *soft)
+    whole = (image_spans(np.asarray(tokens))
+             if self.model.config.bidirectional_vision and soft[0] is not None else [])
+    lengths = np.asarray(valid).sum(axis=1)
+    logits = jnp.zeros((tokens.shape[0], self.model.config.vocab_size), jnp.float32)
+    for a, b in chunk_bounds(tokens.shape[1], PREFILL_CHUNK, whole):
+      size = -(-(b - a) // PREFILL_CHUNK) * PREFILL_CHUNK  # few compiled chunk shapes
+      def part(x):
+        if x is None:
+          return None
+        return jnp.pad(x[:, a:b], [(0, 0), (0, size - (b - a))] + [(0, 0)] * (x.ndim - 2))
+      is_last = jnp.asarray((lengths > a) & (lengths <= b))
+      step = loop.chunk_owned if owned else loop.chunk_keep
+      logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
+                           part(vision_mask), cache, logits, is_last)
+      owned = True
+    return loop.jit_start(logits, cache, key, zeros)
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
 
   def sample(self, prompt: str | Sequence[str], *, images=None, audio=None,
              audio_lengths=None, max_new_tokens: int | None = None, sampling=None,
-             rng=None, return_state: bool = False, last_state: SamplingState | None = None,
+             rng=None, return_state: bool = False, last_state: SamplingState | SamplerOutput | None = None,
              sharding=None, max_soft_tokens: int | None = None
              ) -> str | list[str] | SamplerOutput:
     """Samples a continuation of each prompt.
@@ -414,10 +643,10 @@ class Gemma4Sampler:
     """
     batched, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
-        max_soft_tokens)
+        max_soft_tokens, sampling)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
+    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
     texts = self._decode_texts(state)
     text = texts if batched else texts[0]
@@ -437,10 +666,10 @@ class Gemma4Sampler:
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
     _, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
-        max_soft_tokens)
+        max_soft_tokens, sampling)
     loop = self._loop(sampling)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
-    state = loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
+    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
     n = jnp.asarray(n, jnp.int32)
     shown, ids = '', []
     while True:

@@ -3,15 +3,71 @@
 Greedy, RandomSampling, TopkSampling and TopPSampling compute what the official
 classes of the same names compute (same tokens for the same key). `Combined` chains
 temperature, top-k, top-p and min-p, which the official classes cannot express.
+Each method checks its fields when it is made (TypeError / ValueError naming the field,
+the value and what is expected) and `check(vocab_size)` refuses a top-k above the
+vocabulary; the methods stay frozen and hashable (static jit arguments).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def _field(method: Any, name: str) -> str:
+  return f'{type(method).__name__}({name}={getattr(method, name)!r})'
+
+
+def _check_real(method: Any, name: str, low: float, high: float = math.inf, *,
+                low_open: bool = False) -> None:
+  """The field `name` is a finite real number (not bool, not NaN) from low (excluded if
+  low_open) to high (included)."""
+  value = getattr(method, name)
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    raise TypeError(f'{_field(method, name)}: {name} must be a real number, '
+                    f'got {type(value).__name__}')
+  try:
+    v = float(value)
+  except OverflowError:  # an int too large for a float
+    v = math.inf
+  if not (math.isfinite(v) and (v > low if low_open else v >= low) and v <= high):
+    if high == math.inf:
+      want = f'finite and {">" if low_open else ">="} {low:g}'
+    else:
+      want = f'in {"(" if low_open else "["}{low:g}, {high:g}]'
+    raise ValueError(f'{_field(method, name)}: {name} must be {want}')
+
+
+def _check_temperature(method: Any, allow_zero: bool = False) -> None:
+  _check_real(method, 'temperature', 0.0, low_open=not allow_zero)
+
+
+def _check_k(method: Any, name: str, allow_none: bool = False) -> None:
+  """The field `name` is an int >= 1 (or None where allowed); stored as a Python int."""
+  value = getattr(method, name)
+  if value is None and allow_none:
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    want = 'an int >= 1 or None' if allow_none else 'an int >= 1'
+    raise TypeError(f'{_field(method, name)}: {name} must be {want}, '
+                    f'got {type(value).__name__}')
+  if value < 1:
+    raise ValueError(f'{_field(method, name)}: {name} must be >= 1'
+                     + (' or None' if allow_none else ''))
+  object.__setattr__(method, name, int(value))  # numpy ints hash and trace as ints
+
+
+def _check_k_fits(method: Any, name: str, vocab_size: int) -> None:
+  value = getattr(method, name)
+  if value is not None and value > vocab_size:
+    raise ValueError(f'{_field(method, name)}: {name} must be at most the vocabulary size '
+                     f'{vocab_size}')
 
 
 class SamplingMethod(abc.ABC):
@@ -20,6 +76,10 @@ class SamplingMethod(abc.ABC):
   @abc.abstractmethod
   def get_next_tokens(self, logits: jax.Array, rng: jax.Array) -> jax.Array:
     """logits: [B, V] (before softmax); rng: a PRNG key -> tokens [B] int."""
+
+  def check(self, vocab_size: int) -> None:
+    """Raises ValueError if this method cannot run on a vocabulary of this size."""
+    del vocab_size
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +97,9 @@ class RandomSampling(SamplingMethod):
 
   temperature: float = 1.0
 
+  def __post_init__(self):
+    _check_temperature(self)
+
   def get_next_tokens(self, logits, rng):
     return jax.random.categorical(rng, logits / self.temperature, axis=-1)
 
@@ -47,6 +110,13 @@ class TopkSampling(SamplingMethod):
 
   temperature: float = 1.0
   k: int = 1
+
+  def __post_init__(self):
+    _check_temperature(self)
+    _check_k(self, 'k')
+
+  def check(self, vocab_size: int) -> None:
+    _check_k_fits(self, 'k', vocab_size)
 
   def get_next_tokens(self, logits, rng):
     values, ids = jax.lax.top_k(logits, self.k)
@@ -69,6 +139,10 @@ class TopPSampling(SamplingMethod):
 
   p: float = 0.9
   temperature: float = 1.0
+
+  def __post_init__(self):
+    _check_real(self, 'p', 0.0, 1.0, low_open=True)
+    _check_temperature(self)
 
   def get_next_tokens(self, logits, rng):
     logits = logits / self.temperature
@@ -93,14 +167,13 @@ class Combined(SamplingMethod):
   min_p: float = 0.0
 
   def __post_init__(self):
-    if self.temperature < 0:
-      raise ValueError(f'temperature must be >= 0, got {self.temperature}')
-    if self.top_k is not None and self.top_k < 1:
-      raise ValueError(f'top_k must be >= 1 or None, got {self.top_k}')
-    if not 0.0 < self.top_p <= 1.0:
-      raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
-    if not 0.0 <= self.min_p <= 1.0:
-      raise ValueError(f'min_p must be in [0, 1], got {self.min_p}')
+    _check_temperature(self, allow_zero=True)
+    _check_k(self, 'top_k', allow_none=True)
+    _check_real(self, 'top_p', 0.0, 1.0, low_open=True)
+    _check_real(self, 'min_p', 0.0, 1.0)
+
+  def check(self, vocab_size: int) -> None:
+    _check_k_fits(self, 'top_k', vocab_size)
 
   def get_next_tokens(self, logits, rng):
     if self.temperature == 0:

@@ -53,8 +53,8 @@ class Gemma4Tokenizer:
 
   path: the `.model` file (the official `tokenizer_gemma4.model`, or any SentencePiece
     model with the Gemma 4 special ids).
-  proto: instead of `path`, the serialized SentencePiece model (what `from_gguf` builds
-    from the vocabulary inside a GGUF file).
+  proto: instead of `path`, the serialized SentencePiece model (what
+    `gemma4.checkpoints.gguf.load_tokenizer` builds from a GGUF file's vocabulary).
   """
 
   path: str | os.PathLike | None = None
@@ -73,12 +73,6 @@ class Gemma4Tokenizer:
       raise FileNotFoundError(f'tokenizer file not found: {os.fspath(self.path)!r} '
                               '(expected a SentencePiece .model file)')
     self._sp  # load now: a bad file fails here, not at the first sample
-
-  @classmethod
-  def from_gguf(cls, path: str | os.PathLike) -> 'Gemma4Tokenizer':
-    """The tokenizer embedded in a GGUF file (Gemma 3 files give a Gemma3Tokenizer)."""
-    from gemma4 import gguf_loader  # the gguf package is only needed here
-    return gguf_loader.load_tokenizer(path)
 
   @functools.cached_property
   def _sp(self) -> spm.SentencePieceProcessor:
@@ -145,51 +139,3 @@ class Gemma3Tokenizer(Gemma4Tokenizer):
   special_tokens = Gemma3SpecialTokens
   END_TOKENS = (Gemma3SpecialTokens.EOS, Gemma3SpecialTokens.END_OF_TURN)
   TURN_TOKENS = ('<start_of_turn>', '<end_of_turn>')
-
-
-# SentencePiece piece types; GGUF token types use the same numbers.
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    b, n = n & 0x7F, n >> 7
-    out.append(b | (0x80 if n else 0))
-    if not n:
-      return bytes(out)
-
-
-def _field(number: int, wire: int, payload: bytes) -> bytes:
-  return _varint(number << 3 | wire) + payload
-
-
-def _bytes_field(number: int, data: bytes) -> bytes:
-  return _field(number, 2, _varint(len(data)) + data)
-
-
-def _int_field(number: int, value: int) -> bytes:
-  return _field(number, 0, _varint(value & 0xFFFFFFFFFFFFFFFF))
-
-
-def sentencepiece_proto(pieces: Sequence[str], scores: Sequence[float], types: Sequence[int],
-                        *, bpe: bool = True, byte_fallback: bool = True, unk_id: int = 3,
-                        bos_id: int = 2, eos_id: int = 1, pad_id: int = 0) -> bytes:
-  """A serialized SentencePiece ModelProto (protobuf wire format, written directly so
-  that protobuf is not a dependency): the pieces with their scores and types, an
-  identity normalizer that neither adds a space prefix nor merges spaces (Gemma's)."""
-  if not len(pieces) == len(scores) == len(types):
-    raise ValueError(f'pieces, scores and types differ in length: '
-                     f'{len(pieces)}, {len(scores)}, {len(types)}')
-  out = bytearray()
-  for piece, score, kind in zip(pieces, scores, types):
-    body = (_bytes_field(1, piece.encode('utf-8'))
-            + _field(2, 5, np.float32(score).tobytes()) + _int_field(3, int(kind)))
-    out += _bytes_field(1, body)
-  trainer = (_int_field(3, 2 if bpe else 1) + _int_field(4, len(pieces))
-             + _int_field(35, int(byte_fallback)) + _int_field(40, unk_id)
-             + _int_field(41, bos_id) + _int_field(42, eos_id) + _int_field(43, pad_id))
-  normalizer = (_bytes_field(1, b'identity') + _int_field(3, 0) + _int_field(4, 0)
-                + _int_field(5, 1))
-  out += _bytes_field(2, trainer) + _bytes_field(3, normalizer)
-  return bytes(out)

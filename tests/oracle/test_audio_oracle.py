@@ -62,7 +62,7 @@ def random_params(a: AudioConfig, seed=1) -> dict:
   """gemma4's flat audio tree with clip bounds of +-3, norm scales 1 + 0.1 normal."""
   rng = np.random.default_rng(seed)
   out = {}
-  for k, spec in gemma4.params._flatten(conformer.param_specs(a)).items():
+  for k, spec in gemma4.params.flatten(conformer.param_specs(a)).items():
     if 'clip_' in k:
       v = np.float32((-1 if k.endswith('min') else 1) * 3.0)
     elif spec.init == 'ones':
@@ -81,7 +81,7 @@ def tiny():
   a = AudioConfig(**TINY)
   off = _model.AudioTokenizer(config=_modules.ConformerConfig(**TINY))
   flat = random_params(a)
-  return a, off, to_official(flat), gemma4.params._unflatten(flat)
+  return a, off, to_official(flat), gemma4.params.unflatten(flat)
 
 
 def _clip(n, seed=0):
@@ -97,7 +97,7 @@ def test_full_size_tree_equals_official_eval_shape():
     want = {k: (tuple(v.shape), str(v.dtype)) for k, v in _flat(shapes).items()}
     mine = gemma4.models.get_model(preset, text_only=False).eval_shape()
     got = {k: (tuple(v.shape), str(v.dtype)) for k, v in
-           _flat(to_official(gemma4.params._flatten(mine['audio_encoder']))).items()}
+           _flat(to_official(gemma4.params.flatten(mine['audio_encoder']))).items()}
     assert got == want
     assert mine['embedder']['audio_input_projection']['w'].shape == (a.lm_model_dims,
                                                                      gemma4.get_preset(preset).embed_dim)

@@ -28,18 +28,22 @@ WRITE = os.environ.get('GEMMA4_WRITE_GOLDEN') == '1'
 
 
 def _tree_sig(tree) -> dict:
-  flat = gparams._flatten(gparams.unwrap(tree))
+  flat = gparams.flatten(gparams.unwrap(tree))
   return {k: (tuple(v.shape), jnp.dtype(v.dtype).name) for k, v in flat.items()}
 
 
 @pytest.mark.parametrize('preset', golden.PRESETS)
 def test_preset_config_equals_official(preset):
-  """Every preset value, encoder settings included, equals the official preset."""
+  """Every preset value, encoder settings included, equals the official preset;
+  from_reference keeps the encoders of an official model built text_only=False."""
   ref = official.OFFICIAL[preset](text_only=False)
   assert gemma4.models.config_from_reference(ref.config) == gemma4.PRESETS[preset]
   text_only = gemma4.from_reference(official.OFFICIAL[preset]())
   assert text_only.config == gemma4.PRESETS[preset]
-  assert text_only.dtype == jnp.bfloat16
+  assert text_only.dtype == jnp.bfloat16 and text_only.text_only
+  full = gemma4.from_reference(ref)  # built text_only=False: the encoders are kept
+  assert full.config == gemma4.PRESETS[preset] and not full.text_only and full.has_vision
+  assert full.has_audio == (gemma4.PRESETS[preset].audio is not None)
 
 
 @pytest.mark.parametrize('preset', golden.PRESETS)

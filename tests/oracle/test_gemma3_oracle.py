@@ -37,7 +37,7 @@ def test_gemma3_param_tree_equals_official(name):
   model = _official(name)
   theirs = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32)))
   ours = gemma4.models.get_model(name).eval_shape()
-  sig = lambda t: {k: tuple(v.shape) for k, v in gparams._flatten(gparams.unwrap(t)).items()}
+  sig = lambda t: {k: tuple(v.shape) for k, v in gparams.flatten(gparams.unwrap(t)).items()}
   assert sig(ours) == sig(theirs)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from gemma.gm.nn.gemma4.vision import _preprocessing as official
 
-from gemma4 import images
+from gemma4 import images, media
 
 pytestmark = pytest.mark.oracle
 
@@ -52,4 +52,4 @@ def test_expansion_equals_official():
   counts = [5, 1, 64]
   theirs = _token_utils.add_variable_extra_tokens_for_images(np.asarray([ids]),
                                                              soft_token_counts=counts)[0]
-  assert images.expand_image_tokens(ids, counts) == theirs.tolist()
+  assert media.expand_image_tokens(ids, counts) == theirs.tolist()

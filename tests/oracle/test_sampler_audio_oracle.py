@@ -49,7 +49,7 @@ class _AudioPair(_Pair):
     self.off_model = official.OFFICIAL['gemma4_e2b'](config=cfg, text_only=False,
                                                      dtype=jnp.float32)
     off_params = dict(self.params)
-    off_params['audio_encoder'] = to_official(gemma4.params._flatten(self.params['audio_encoder']))
+    off_params['audio_encoder'] = to_official(gemma4.params.flatten(self.params['audio_encoder']))
     self.off_params = off_params
     self.off = gm.text.Gemma4Sampler(model=self.off_model, params=off_params,
                                      tokenizer=gm.text.Gemma4Tokenizer(path=str(tok_path)),

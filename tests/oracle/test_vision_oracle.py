@@ -71,8 +71,8 @@ def test_encoder_equals_official_within_1e4(clipped):
   err = float(jnp.max(jnp.abs(ours - theirs)))
   assert err < 1e-4, (err, float(jnp.max(jnp.abs(theirs))))
   if os.environ.get('GEMMA4_WRITE_GOLDEN') == '1':
-    from gemma4.params import _flatten
-    flat = {'param/' + k: np.asarray(x) for k, x in _flatten(params).items()}
+    from gemma4.params import flatten
+    flat = {'param/' + k: np.asarray(x) for k, x in flatten(params).items()}
     np.savez_compressed(os.path.join(os.path.dirname(__file__), '..', 'golden',
                                      f'vision_{"clipped" if clipped else "standardized"}.npz'),
                         patches=np.asarray(patches), positions=np.asarray(pos),
@@ -107,16 +107,17 @@ def test_full_size_tree_with_vision_equals_official(preset):
   import gemma4
   from gemma.gm.nn.gemma4 import _transformer
   from gemma4 import images as gimages
-  from gemma4.params import _flatten, unwrap
+  from gemma4 import media
+  from gemma4.params import flatten, unwrap
   from tests.oracle import official
   p = gimages.preprocess(np.zeros((336, 480, 3), np.uint8), 280)
-  tokens = jnp.asarray([gimages.expand_image_tokens([2, 258880, 5], [p.num_soft_tokens])])
+  tokens = jnp.asarray([media.expand_image_tokens([2, 258880, 5], [p.num_soft_tokens])])
   vis = _transformer.PreprocessedVisionInput(
       patches=jnp.asarray(p.patches[None]), positions_xy=jnp.asarray(p.positions[None]),
       soft_token_counts=(p.num_soft_tokens,))
   model = official.OFFICIAL[preset](text_only=False)
   theirs = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, images=vis))
   ours = gemma4.models.get_model(preset, text_only=False).eval_shape()
-  sig = lambda t: {k: (tuple(v.shape), jnp.dtype(v.dtype).name) for k, v in _flatten(unwrap(t)).items()
+  sig = lambda t: {k: (tuple(v.shape), jnp.dtype(v.dtype).name) for k, v in flatten(unwrap(t)).items()
                    if not k.startswith(('audio_encoder/', 'embedder/audio_'))}
   assert sig(ours) == sig(theirs)

@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4.params import _flatten, is_encoder
-from gemma4.params import _unflatten as unflatten
+from gemma4.params import flatten, is_encoder, unflatten
 
 # Tensors larger than this are placed on the device in row blocks of about this size.
 _BLOCK_BYTES = 64 << 20
@@ -32,6 +31,31 @@ _BLOCK_BYTES = 64 << 20
 
 class CheckpointError(ValueError):
   """A checkpoint that does not fit the model: names every problem at once."""
+
+
+_MAX_LISTED = 20  # problems listed in one error; the rest are counted
+
+
+def damaged(file, kind: str, problems: list[str]) -> CheckpointError:
+  """One CheckpointError for a truncated or corrupt `kind` file, naming it and its problems."""
+  file = os.fspath(file)
+  if len(problems) == 1:
+    return CheckpointError(f'{file!r} is a damaged {kind} file: {problems[0]}')
+  listed = problems[:_MAX_LISTED]
+  if len(problems) > _MAX_LISTED:
+    listed.append(f'... and {len(problems) - _MAX_LISTED} more')
+  return CheckpointError(f'{file!r} is a damaged {kind} file ({len(problems)} problems):\n  '
+                         + '\n  '.join(listed))
+
+
+def extent_problem(name: str, begin: int, end: int, size: int) -> str | None:
+  """What is wrong with tensor `name` lying at bytes [begin, end) of a file of `size`
+  bytes, or None when it lies inside the file."""
+  if begin > end:
+    return f'corrupt: tensor {name} ends (byte {end}) before it begins (byte {begin})'
+  if end > size:
+    return f'truncated: tensor {name} needs bytes {begin}..{end}, the file has {size}'
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,4 +277,4 @@ def config_diff(want, got) -> str:
 
 def target_shapes(specs: Mapping) -> dict[str, tuple[int, ...]]:
   """Flat 'a/b/c' -> shape of the official tree given by `param_specs`."""
-  return {k: tuple(v.shape) for k, v in _flatten(specs).items()}
+  return {k: tuple(v.shape) for k, v in flatten(specs).items()}

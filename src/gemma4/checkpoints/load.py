@@ -1,10 +1,11 @@
-"""`load_checkpoint`: one entry point for Orbax directories, HF directories and GGUF files."""
+"""`load_checkpoint`: one entry point for GGUF files, HF and Orbax directories."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, NamedTuple
 
+from gemma4.checkpoints.plan import CheckpointError
 from gemma4.models import Model
 from gemma4.tokenizer import Gemma4Tokenizer
 
@@ -41,6 +42,24 @@ def layout(path: str | os.PathLike) -> str:
                    f'Orbax metadata ({", ".join(_ORBAX_MARKERS)})')
 
 
+_DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def check_dtype(dtype: Any) -> None:
+  """Raises unless `dtype` is None or a parameter dtype (float32, bfloat16, float16)."""
+  if dtype is None:
+    return
+  import jax.numpy as jnp
+  try:
+    name = jnp.dtype(dtype).name
+  except (TypeError, ValueError) as e:
+    raise TypeError(f'dtype {dtype!r} is not a dtype (expected one of {", ".join(_DTYPES)}, '
+                    'or None for the default)') from e
+  if name not in _DTYPES:
+    raise ValueError(f'dtype {dtype!r} ({name}) is not a parameter dtype (expected one of '
+                     f'{", ".join(_DTYPES)}, or None for the default)')
+
+
 def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtype: Any = None,
                     progress: bool | None = None) -> Checkpoint:
   """The model, its parameters in the official tree, and the tokenizer of a checkpoint.
@@ -51,18 +70,20 @@ def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtyp
     type is dequantized).
   model: the expected model; for HF and GGUF it is checked against the checkpoint's
     config, for Orbax it is required.
-  dtype: the parameter dtype (default: the model's; for HF the file's f32 or bf16, for
-    GGUF float32, since dequantized values are not bf16-exact).
+  dtype: the parameter dtype, float32, bfloat16 or float16 (default: the model's; for HF
+    the file's f32 or bf16, for GGUF float32, since dequantized values are not bf16-exact);
+    anything else raises before the checkpoint is opened.
   progress: a progress line on stderr (default: when stderr is a terminal).
   A checkpoint that does not fit raises CheckpointError listing every missing, unused or
   misshaped tensor before any weight is read.
   """
+  check_dtype(dtype)
   kind = layout(path)
   if kind == 'gguf':
-    from gemma4 import gguf_loader
-    return Checkpoint(*gguf_loader.load(path, model, dtype, progress))
+    from gemma4.checkpoints import gguf
+    return Checkpoint(*gguf.load(path, model, dtype, progress))
   if kind == 'hf':
-    from gemma4 import hf_loader
-    return Checkpoint(*hf_loader.load(path, model, dtype, progress))
-  from gemma4 import orbax_loader
-  return Checkpoint(*orbax_loader.load(path, model, dtype, progress))
+    from gemma4.checkpoints import hf
+    return Checkpoint(*hf.load(path, model, dtype, progress))
+  from gemma4.checkpoints import orbax  # needs orbax-checkpoint, imported only here
+  return Checkpoint(*orbax.load(path, model, dtype, progress))

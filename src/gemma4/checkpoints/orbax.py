@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-from gemma4 import loading
-from gemma4.loading import CheckpointError, Piece
+from gemma4.checkpoints import plan
+from gemma4.checkpoints.plan import CheckpointError, Piece
 
 _STACKED = re.compile(r'^stacked_layers/attention_type_(\d+)/(.*)$')
 
@@ -49,7 +49,7 @@ def _nest(keys: tuple, value) -> dict:
   return value
 
 
-class OrbaxLeaves(loading.Reader):
+class OrbaxLeaves(plan.Reader):
   """Leaves of an Orbax checkpoint, restored one at a time as NumPy arrays."""
 
   def __init__(self, path: str):
@@ -82,8 +82,8 @@ class OrbaxLeaves(loading.Reader):
     return tuple(self.leaves[keys].shape)
 
 
-class _Mapped(loading.Reader):
-  """The Reader `loading.fill` sees: official-path names, stacked slices resolved."""
+class _Mapped(plan.Reader):
+  """The Reader `plan.fill` sees: official-path names, stacked slices resolved."""
 
   def __init__(self, leaves: OrbaxLeaves, sources: dict[str, tuple[tuple, int | None]]):
     self.leaves, self.sources = leaves, sources
@@ -155,7 +155,7 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
     raise ValueError(f'{os.fspath(path)!r} is an Orbax checkpoint, which does not record the '
                      'architecture: name it, e.g. load_checkpoint(path, gemma4.models.Gemma4_E2B())')
   leaves = OrbaxLeaves(os.fspath(path))
-  targets = loading.target_shapes(model.param_specs())
+  targets = plan.target_shapes(model.param_specs())
   found, unmatched = sources(leaves, targets)
   encoders = [u for u in unmatched if u.split('/')[0] in ('vision_encoder', 'audio_encoder',
                                                            'SigLiPFromPatches_0')
@@ -169,8 +169,8 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   if others:
     raise CheckpointError(f'{os.fspath(path)!r} does not fit {model.name} '
                           f'({len(others)} leaves match no parameter):\n  ' + '\n  '.join(others))
-  model = loading.resolve_model(model.config, model, dtype, model.dtype, model.name, path)
-  params = loading.fill(reader, pieces, targets, model.dtype,
+  model = plan.resolve_model(model.config, model, dtype, model.dtype, model.name, path)
+  params = plan.fill(reader, pieces, targets, model.dtype,
                         what=f'Orbax checkpoint {os.path.basename(os.path.abspath(path))}',
                         progress=progress)
   return model, params, None

@@ -21,5 +21,5 @@ def default_checkpoint_path() -> str:
 
 def load_default(dtype=None, progress: bool | None = None):
   """`load_checkpoint` of the default model: (model, params, tokenizer), float32."""
-  from gemma4.checkpoint import load_checkpoint
+  from gemma4.checkpoints.load import load_checkpoint
   return load_checkpoint(default_checkpoint_path(), dtype=dtype, progress=progress)
