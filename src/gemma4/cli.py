@@ -279,16 +279,17 @@ def _sampler(args, model, params, tokenizer):
 
 
 def _images(args, prompt):
-  """The --image files as RGB arrays, and the prompt with a placeholder for each."""
+  """The --image files as PIL images (converted by their mode, 16-bit PNGs included, in
+  the sampler), and the prompt with a placeholder for each."""
   if not args.image:
     return None, prompt
   from PIL import Image, UnidentifiedImageError
-  import numpy as np
   out = []
   for f in args.image:
     try:
       with Image.open(f) as im:
-        out.append(np.asarray(im.convert('RGB')))
+        im.load()  # read now (errors here); the sampler converts by the image's mode
+        out.append(im.copy())
     except (UnidentifiedImageError, Image.DecompressionBombError, *_FILE_ERRORS) as e:
       raise CliError(f'cannot read image {f}: {_describe(e)}') from e
   if '<|image|>' not in prompt:

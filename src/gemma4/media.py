@@ -1,12 +1,13 @@
 """Media in prompts, host side (NumPy, no JAX): what images and audio share.
 
-A prompt's `<|image|>` / `<|audio|>` placeholders are counted, the media of a call are
-grouped per prompt (one list per prompt, or one flat list in placeholder order), each
-placeholder becomes its block of tokens around soft-token slots (IMAGE_SLOT /
-AUDIO_SLOT, the official ids -2 and -4), and `slot_index` lays a batch's encoder outputs
-out in the order of each row's slots. Token ids come from the tokenizer's table; the
-pixels and waveforms themselves are prepared by `gemma4.images` and `gemma4.audio`, and
-encoded and merged into the embeddings by `gemma4.multimodal`.
+`images_per_prompt` / `audio_per_prompt` check a call's media and group them by prompt
+(one list per prompt, or one flat list in placeholder order), counting each prompt's
+`<|image|>` / `<|audio|>` placeholders; nothing costly is done yet. Each placeholder then
+becomes its block of tokens around soft-token slots (IMAGE_SLOT / AUDIO_SLOT, the
+official ids -2 and -4), and `slot_index` lays a batch's encoder outputs out in the order
+of each row's slots. Token ids come from the tokenizer's table; the pixels and waveforms
+are prepared by `gemma4.images` and `gemma4.audio`, and encoded and merged into the
+embeddings by `gemma4.multimodal`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gemma4 import audio as _audio
+from gemma4 import images as _images
 from gemma4.tokenizer import SpecialTokens
 
 IMAGE_SLOT = -2  # where an image's soft tokens go in an expanded sequence (the official id)
@@ -114,3 +117,86 @@ def slot_index(rows: Sequence[Sequence[int]], per_item: int, length: int) -> np.
     index[b, :len(taken)] = taken
     k += len(counts)
   return index
+
+
+def images_per_prompt(ids: list[list[int]], images) -> list[list[np.ndarray]] | None:
+  """Each prompt's images as checked RGB uint8 arrays, grouped by its `<|image|>`
+  placeholders (None without images): every count and pixel checked, nothing resized."""
+  n_slots = [count(row, SpecialTokens.IMAGE_PLACEHOLDER) for row in ids]
+  if images is None:
+    if any(n_slots):
+      row = next(i for i, n in enumerate(n_slots) if n)
+      raise ValueError(f'prompt {row} has {n_slots[row]} <|image|> placeholder(s) but no '
+                       'images were given')
+    return None
+  if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+    raise TypeError(f'images must be a list of images, got one array of shape {images.shape}; '
+                    'wrap it in a list: images=[image]')
+  if not isinstance(images, (list, tuple, np.ndarray)):
+    raise TypeError(f'images must be a list of images (numpy arrays or PIL images), one list '
+                    f'per prompt or one flat list; got {type(images).__name__}')
+  groups, _ = per_prompt(list(images), n_slots, '<|image|>', 'image')
+  out, index = [], 0
+  for g in groups:
+    row = []
+    for img in g:
+      row.append(_images.to_rgb_uint8(img, index))
+      index += 1
+    out.append(row)
+  return out
+
+
+def audio_per_prompt(ids: list[list[int]], audio, audio_lengths, rate: int, max_segment: int
+                     ) -> list[list[_audio.Clip]] | None:
+  """Each prompt's clips (at `rate` Hz), grouped by its `<|audio|>` placeholders with
+  their `audio_lengths`, checked and counted but not resampled (None without audio)."""
+  n_slots = [count(row, SpecialTokens.AUDIO_PLACEHOLDER) for row in ids]
+  if audio is None:
+    if audio_lengths is not None:
+      raise ValueError('audio_lengths was given without audio')
+    if any(n_slots):
+      row = next(i for i, n in enumerate(n_slots) if n)
+      raise ValueError(f'prompt {row} has {n_slots[row]} <|audio|> placeholder(s) but no '
+                       'audio was given')
+    return None
+  if isinstance(audio, np.ndarray):
+    if audio.ndim == 1:
+      audio = [audio]
+    else:
+      raise TypeError(f'audio must be a list of clips, got one array of shape {audio.shape}: '
+                      'pass [clip] for one (multichannel) clip, or list(array) for several '
+                      'mono clips')
+  if not isinstance(audio, (list, tuple)):
+    raise TypeError(f'audio must be a list of clips (numpy arrays), one list per prompt or '
+                    f'one flat list; got {type(audio).__name__}')
+  audio = list(audio)
+  groups, nested = per_prompt(audio, n_slots, '<|audio|>', 'audio clip')
+  n_clips = sum(len(g) for g in groups)
+  if isinstance(audio_lengths, (int, np.integer)) and not isinstance(audio_lengths, bool):
+    if n_clips != 1:
+      raise ValueError(f'audio_lengths is one int ({audio_lengths}) but {n_clips} clips were '
+                       'given: give one length per clip')
+    audio_lengths = [[audio_lengths]] if nested else [audio_lengths]
+  if audio_lengths is None:
+    lengths = [[None] * len(g) for g in groups]
+  elif not isinstance(audio_lengths, (list, tuple, np.ndarray)):
+    raise TypeError(f'audio_lengths must be a list of ints (one per clip), got '
+                    f'{type(audio_lengths).__name__}')
+  elif nested:
+    lengths = [list(x) if isinstance(x, (list, tuple, np.ndarray)) else [x] for x in audio_lengths]
+    if [len(x) for x in lengths] != [len(g) for g in groups]:
+      raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
+                       f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
+  else:
+    if len(audio_lengths) != n_clips:
+      raise ValueError(f'audio_lengths has {len(audio_lengths)} entries but {n_clips} audio '
+                       'clip(s) were given')
+    lengths, _ = per_prompt(list(audio_lengths), n_slots, '', '')
+  out, index = [], 0
+  for g, ls in zip(groups, lengths):
+    row = []
+    for clip, length in zip(g, ls):
+      row.append(_audio.check_clip(clip, length, index, rate, max_segment))
+      index += 1
+    out.append(row)
+  return out

@@ -447,8 +447,16 @@ class Gemma4Sampler:
     ids = [self.tokenizer.encode(p, add_bos=last_state is None) for p in prompts]
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
-    pictures = self._images_per_prompt(ids, images, budget)  # checked, not yet resized
-    clips = self._audio_per_prompt(ids, audio, audio_lengths)  # checked, not yet resampled
+    if images is not None and not self.model.has_vision:  # check_params saw the encoder
+      raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
+                       '(load it with text_only=False, or a checkpoint that has one)')
+    if audio is not None and not self.model.has_audio:
+      why = ('it has no audio encoder' if self.model.config.audio is None else
+             'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
+      raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
+    pictures = media.images_per_prompt(ids, images)  # checked, not yet resized
+    clips = media.audio_per_prompt(ids, audio, audio_lengths, self.audio_sample_rate,
+                                   self.audio_seq_length * 4 * _audio.HOP)  # not yet resampled
     if pictures is not None:
       counts = [[_images.soft_token_count(*img.shape[:2], budget, self.patch_size,
                                           self.pooling_kernel_size) for img in row]
@@ -509,92 +517,6 @@ class Gemma4Sampler:
       raise ValueError(f'last_state was made by another model or config: its KV cache has '
                        f'{len(got_shapes)} layers of shapes {got_shapes}, model '
                        f'{self.model.name!r} needs {want_shapes}')
-
-  def _images_per_prompt(self, ids, images, budget):
-    """Each prompt's images as checked RGB uint8 arrays (None without images)."""
-    n_slots = [media.count(row, SpecialTokens.IMAGE_PLACEHOLDER) for row in ids]
-    if images is None:
-      if any(n_slots):
-        row = next(i for i, n in enumerate(n_slots) if n)
-        raise ValueError(f'prompt {row} has {n_slots[row]} <|image|> placeholder(s) but no '
-                         'images were given')
-      return None
-    if not self.model.has_vision:  # check_params has made sure the params hold it
-      raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
-                       '(load it with text_only=False, or a checkpoint that has one)')
-    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
-      raise TypeError(f'images must be a list of images, got one array of shape {images.shape}; '
-                      'wrap it in a list: images=[image]')
-    if not isinstance(images, (list, tuple, np.ndarray)):
-      raise TypeError(f'images must be a list of images (numpy arrays or PIL images), one list '
-                      f'per prompt or one flat list; got {type(images).__name__}')
-    groups, _ = media.per_prompt(list(images), n_slots, '<|image|>', 'image')
-    out, index = [], 0
-    for g in groups:
-      row = []
-      for img in g:
-        row.append(_images.to_rgb_uint8(img, index))
-        index += 1
-      out.append(row)
-    return out
-
-  def _audio_per_prompt(self, ids, audio, audio_lengths):
-    """Each prompt's clips, checked and counted but not resampled (None without audio)."""
-    n_slots = [media.count(row, SpecialTokens.AUDIO_PLACEHOLDER) for row in ids]
-    if audio is None:
-      if audio_lengths is not None:
-        raise ValueError('audio_lengths was given without audio')
-      if any(n_slots):
-        row = next(i for i, n in enumerate(n_slots) if n)
-        raise ValueError(f'prompt {row} has {n_slots[row]} <|audio|> placeholder(s) but no '
-                         'audio was given')
-      return None
-    if not self.model.has_audio:
-      why = ('it has no audio encoder' if self.model.config.audio is None else
-             'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
-      raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
-    if isinstance(audio, np.ndarray):
-      if audio.ndim == 1:
-        audio = [audio]
-      else:
-        raise TypeError(f'audio must be a list of clips, got one array of shape {audio.shape}: '
-                        'pass [clip] for one (multichannel) clip, or list(array) for several '
-                        'mono clips')
-    if not isinstance(audio, (list, tuple)):
-      raise TypeError(f'audio must be a list of clips (numpy arrays), one list per prompt or '
-                      f'one flat list; got {type(audio).__name__}')
-    audio = list(audio)
-    groups, per_prompt = media.per_prompt(audio, n_slots, '<|audio|>', 'audio clip')
-    n_clips = sum(len(g) for g in groups)
-    if isinstance(audio_lengths, (int, np.integer)) and not isinstance(audio_lengths, bool):
-      if n_clips != 1:
-        raise ValueError(f'audio_lengths is one int ({audio_lengths}) but {n_clips} clips were '
-                         'given: give one length per clip')
-      audio_lengths = [[audio_lengths]] if per_prompt else [audio_lengths]
-    if audio_lengths is None:
-      lengths = [[None] * len(g) for g in groups]
-    elif not isinstance(audio_lengths, (list, tuple, np.ndarray)):
-      raise TypeError(f'audio_lengths must be a list of ints (one per clip), got '
-                      f'{type(audio_lengths).__name__}')
-    elif per_prompt:
-      lengths = [list(x) if isinstance(x, (list, tuple, np.ndarray)) else [x] for x in audio_lengths]
-      if [len(x) for x in lengths] != [len(g) for g in groups]:
-        raise ValueError('audio_lengths must have one list per prompt, one entry per clip: '
-                         f'got sizes {[len(x) for x in lengths]} for clips {[len(g) for g in groups]}')
-    else:
-      if len(audio_lengths) != n_clips:
-        raise ValueError(f'audio_lengths has {len(audio_lengths)} entries but {n_clips} audio '
-                         'clip(s) were given')
-      lengths, _ = media.per_prompt(list(audio_lengths), n_slots, '', '')
-    max_segment = self.audio_seq_length * 4 * _audio.HOP
-    out, index = [], 0
-    for g, ls in zip(groups, lengths):
-      row = []
-      for clip, length in zip(g, ls):
-        row.append(_audio.check_clip(clip, length, index, self.audio_sample_rate, max_segment))
-        index += 1
-      out.append(row)
-    return out
 
   def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool
                ) -> SamplingState:
