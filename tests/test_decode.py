@@ -1,6 +1,7 @@
 """Self-consistency through the KV cache: prefill of a whole sequence equals prefill of a
 prefix (or of chunks) followed by token-by-token decode, well past the sliding window
-(window 8, 40 tokens), for every tiny preset; float32, bound 1e-4."""
+(window 8, 40 tokens), for every tiny preset; float32, max absolute logit difference 1e-4
+(measured 1e-5 to 3.7e-5), 1e-5 for the last-token logits."""
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ def _run_chunks(m, params, tokens, chunks, length=64):
   return np.concatenate(out, axis=1), cache
 
 
-def test_prefix_then_decode_equals_full_prefill(model):
+def test_prefix_then_decode_equals_full_prefill_within_1e4(model):
   m, params = model
   tokens = np.random.default_rng(0).integers(1, 5000, (2, 40)).astype(np.int32)
   full = _full(m, params, tokens)
@@ -45,14 +46,14 @@ def test_prefix_then_decode_equals_full_prefill(model):
   np.testing.assert_array_equal(cache.next_pos, [40, 40])
 
 
-def test_chunked_prefill_longer_than_window_equals_full(model):
+def test_chunked_prefill_longer_than_window_equals_full_within_1e4(model):
   m, params = model
   tokens = np.random.default_rng(1).integers(1, 5000, (1, 40)).astype(np.int32)
   chunked, _ = _run_chunks(m, params, tokens, [13, 9, 1, 17])
   assert np.abs(chunked - _full(m, params, tokens)).max() <= BOUND
 
 
-def test_padded_batch_rows_decode_as_alone(model):
+def test_padded_batch_rows_decode_as_alone_within_1e4(model):
   """Row 1's prompt is 12 tokens padded (id 0) to 20: decoding continues from its own
   position, and every row's logits equal that row run alone without a cache."""
   m, params = model
@@ -73,21 +74,22 @@ def test_padded_batch_rows_decode_as_alone(model):
     assert np.abs(np.concatenate(got[row]) - alone).max() <= BOUND
 
 
-def test_last_only_returns_last_valid_token():
+def test_last_only_returns_last_valid_token_within_1e5():
+  """last_only logits equal the full run's at each row's last valid token (measured 0)."""
   m = gemma4.models.tiny('31b')
   params = m.init(0)
   tokens = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], np.int32)
   full = _full(m, params, tokens)
   last, _ = m.apply(params, jnp.asarray(tokens), last_only=True)
-  np.testing.assert_allclose(last, full[[0, 1], [3, 1]], atol=1e-5)
+  np.testing.assert_allclose(last, full[[0, 1], [3, 1]], atol=1e-5, rtol=0)
 
 
-def test_embeds_input_equals_token_input():
+def test_embeds_input_equals_token_input_within_1e4():
   m = gemma4.models.tiny('e2b')
   params = m.init(0)
   tokens = jnp.asarray(np.random.default_rng(3).integers(1, 5000, (1, 12)), jnp.int32)
   a, _ = m.apply(params, tokens)
   b, _ = m.apply(params, tokens, embeds=gemma4.transformer.embed(params, tokens))
-  np.testing.assert_allclose(a, b, atol=BOUND)  # same math, compiled apart
+  np.testing.assert_allclose(a, b, atol=BOUND, rtol=0)  # same math, compiled apart: 1.1e-5
   with pytest.raises(ValueError, match='per-layer embeddings need tokens'):
     m.apply(params, None, embeds=gemma4.transformer.embed(params, tokens))

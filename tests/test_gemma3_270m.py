@@ -4,7 +4,8 @@ gemma3_270m.json, written by scripts/make_gemma3_270m_golden.py).
 
 Greedy tokens must be identical for 32 new tokens on 5 prompts; a divergence where
 transformers' top two logits were within 0.02 (a near-tie, which float rounding can
-flip) is reported, not failed, and the rest of that prompt is not compared.
+flip) is reported, not failed, and the rest of that prompt is not compared; at least 90%
+of the 160 tokens must be compared (identical; all 160 are, measured on CPU).
 """
 
 import json

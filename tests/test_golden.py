@@ -27,6 +27,7 @@ def _ours(preset, tokens, dtype, vision_mask=None):
 
 @pytest.mark.parametrize('preset', golden.PRESETS)
 def test_f32_logits_match_official_within_1e4(preset):
+  """Measured 8.8e-6 to 2.2e-5 (columns), 9.5e-7 (logsumexp)."""
   g = golden.load(preset)
   cfg, logits = _ours(preset, g['tokens'], jnp.float32)
   valid = golden.valid_positions(g['tokens'])
@@ -37,7 +38,9 @@ def test_f32_logits_match_official_within_1e4(preset):
 
 
 @pytest.mark.parametrize('preset', golden.PRESETS)
-def test_bf16_logits_near_official(preset):
+def test_bf16_logits_mean_diff_within_0p1_dense_0p5_moe(preset):
+  """Mean |gemma4 bfloat16 - official bfloat16| over the stored columns: measured 0.04-0.06
+  dense, 0.37 MoE."""
   g = golden.load(preset)
   cfg, logits = _ours(preset, g['tokens'], jnp.bfloat16)
   valid = golden.valid_positions(g['tokens'])
@@ -48,7 +51,8 @@ def test_bf16_logits_near_official(preset):
 @pytest.mark.parametrize('preset', golden.PRESETS)
 def test_vision_mask_logits_match_official_within_1e4(preset):
   """Two images' soft tokens marked: bidirectional within each image on local layers
-  for 26B-A4B and 31B, causal for E2B/E4B, as the official multimodal path computes."""
+  for 26B-A4B and 31B, causal for E2B/E4B, as the official multimodal path computes.
+  Measured 7.2e-6 to 2.9e-5 (columns), 9.5e-7 (logsumexp)."""
   g = golden.load(preset)
   toks = golden.vision_tokens(g['tokens'])
   cfg, logits = _ours(preset, toks, jnp.float32, jnp.asarray(toks == -2))

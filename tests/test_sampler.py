@@ -1,5 +1,7 @@
 """Gemma4Sampler behaviour on a tiny random model, against teacher-forced decoding."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +43,7 @@ def teacher_forced_greedy(model, ids, n, forbidden=()):
 def test_greedy_equals_teacher_forced_and_types(model, tok):
   s = make(model, tok)
   out = s.sample('Hello world', max_new_tokens=8, return_state=True)
-  assert isinstance(out.text, str) and isinstance(s.sample(['Hello world'], max_new_tokens=2), list)
+  assert isinstance(out.text, str) and s.sample(['Hello world'], max_new_tokens=8) == [out.text]
   want = teacher_forced_greedy(model, tok.encode('Hello world', add_bos=True), 8)
   np.testing.assert_array_equal(out.tokens[:8], want)
   assert (out.tokens[8:] == 0).all()
@@ -54,14 +56,17 @@ def test_batch_gives_each_prompt_its_text_alone(model, tok):
   assert s.sample(prompts, max_new_tokens=6) == [s.sample(p, max_new_tokens=6) for p in prompts]
 
 
-def test_logprobs_are_log_softmax_of_model_logits(model, tok):
+def test_logprobs_are_log_softmax_of_model_logits_within_1e4(model, tok):
+  """The sampler's float32 log-probabilities (cached decode) against a float64 log-softmax
+  of the full forward's logits: measured 2.9e-6."""
   m, params = model
   out = make(model, tok).sample('Hello world', max_new_tokens=4, return_state=True)
   ids = tok.encode('Hello world', add_bos=True) + list(out.tokens[:3])
   logits = np.asarray(m.apply(params, jnp.asarray([ids]))[0][0, -4:], np.float64)
   lsm = logits - logits.max(-1, keepdims=True)
   lsm -= np.log(np.exp(lsm).sum(-1, keepdims=True))
-  np.testing.assert_allclose(out.logprobs[:4], lsm[np.arange(4), out.tokens[:4]], atol=1e-4)
+  np.testing.assert_allclose(out.logprobs[:4], lsm[np.arange(4), out.tokens[:4]], atol=1e-4,
+                             rtol=0)
 
 
 def test_stop_tokens_str_and_id_end_the_text_there(model, tok):
@@ -158,7 +163,8 @@ def test_bad_input_errors_before_compute(model, tok):
     s.sample('c', last_state=state)
   with pytest.raises(ValueError, match='has no vision encoder'):
     s.sample('<|image|>', images=[np.zeros((4, 4, 3))])
-  with pytest.raises(ValueError, match='audio was given but model .* cannot take it'):
+  with pytest.raises(ValueError, match=re.escape("audio was given but model 'tiny_gemma4_e2b' "
+                                                 'cannot take it')):
     s.sample('x <|audio|>', audio=[np.zeros(16000)])
   m, params = model
   with pytest.raises(ValueError, match='no tokenizer is known'):

@@ -8,7 +8,8 @@ clips in one call have the same length (the official pads clips to the longest a
 the padding into its second subsampling convolution; gemma4 does not).
 Bounds: identical tokens and text, per-step logits within 1e-4 for one clip, two clips
 in one prompt, a clip and an image in one prompt; a clip in a later turn equals the
-official sampler on the whole history as one prompt.
+official sampler on the whole history as one prompt (identical tokens, per-step logits
+within 1e-4). Another clip moves the first step's logits by more than 1e-3.
 """
 
 from __future__ import annotations

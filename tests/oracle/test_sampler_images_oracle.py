@@ -8,7 +8,8 @@ there), same float32 params, same test tokenizer. Images fill the patch budget e
 padding patches leak into attention (tests/oracle/test_vision_oracle.py).
 Bounds: identical tokens and text, per-step logits within 1e-4; a later turn with an
 image, and a text turn after an image turn, equal the official sampler on the whole
-history as one prompt.
+history as one prompt (identical tokens, per-step logits within 1e-4). Another image
+moves the first step's logits by more than 1e-3.
 """
 
 from __future__ import annotations
