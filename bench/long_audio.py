@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-RUNS = [(1, 0), (1, 1024), (5, 0), (5, 1024), (10, 1024)]  # (minutes, chunk; 0 = one pass)
+RUNS = [(1, 1024), (5, 0), (5, 1024), (10, 1024)]  # (minutes, chunk; 0 = one pass)
 
 
 def one(minutes: int, chunk: int) -> dict:
@@ -49,8 +49,8 @@ def one(minutes: int, chunk: int) -> dict:
     dtype = jnp.float32 if gemma4.params.is_encoder(path) else jnp.bfloat16
     fan_in = int(np.prod([spec.shape[a] for a in spec.fan_in_axes])) if spec.fan_in_axes else 1
     scale = {'normal': fan_in ** -0.5, 'embed': 0.25}.get(spec.init, 0.0)
-    x = jax.random.normal(jax.random.fold_in(key, i), spec.shape, jnp.float32) * scale
-    flat[path] = (x + (1.0 if spec.init == 'ones' else 0.0)).astype(dtype)
+    x = jax.random.normal(jax.random.fold_in(key, i), spec.shape, dtype) * jnp.asarray(scale, dtype)
+    flat[path] = x + jnp.asarray(1.0 if spec.init == 'ones' else 0.0, dtype)
     if spec.init in ('clip_min', 'clip_max'):
       flat[path] = jnp.full(spec.shape, -jnp.inf if spec.init == 'clip_min' else jnp.inf, dtype)
   params = unflatten(flat)
@@ -63,7 +63,10 @@ def one(minutes: int, chunk: int) -> dict:
   gsampler.PREFILL_CHUNK = chunk if chunk else 10 ** 9
   s = gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tok, cache_length=cache_length,
                            max_out_length=1, pad_length=None)
+  jax.block_until_ready(params)
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  with open('/proc/self/status') as f:
+    resident = next(int(l.split()[1]) for l in f if l.startswith('VmRSS')) / 2 ** 20
   t0 = time.perf_counter()
   out = s.sample(prompt, audio=[clip], max_new_tokens=1, rng=0, return_state=True)
   jax.block_until_ready(out.state.cache)
@@ -71,7 +74,8 @@ def one(minutes: int, chunk: int) -> dict:
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
   return dict(minutes=minutes, chunk=chunk, soft_tokens=n_soft, cache_length=cache_length,
               seconds=round(seconds, 1), peak_rss_gib=round(peak, 2),
-              rss_before_call_gib=round(before, 2), param_gib=round(param_bytes / 2 ** 30, 2),
+              peak_before_call_gib=round(before, 2), rss_before_call_gib=round(resident, 2),
+              param_gib=round(param_bytes / 2 ** 30, 2),
               cache_gib=round(out.state.cache.nbytes() / 2 ** 30, 3),
               token=int(out.tokens[0]))
 
@@ -101,7 +105,9 @@ def main() -> None:
     p = subprocess.run([sys.executable, __file__, '--one', str(minutes), str(chunk)],
                        capture_output=True, text=True, env=env, timeout=3600)
     if p.returncode != 0:
-      rows.append(dict(minutes=minutes, chunk=chunk, error=p.stderr.strip().splitlines()[-1:]))
+      why = p.stderr.strip().splitlines()[-1:] or [f'exit status {p.returncode}' + (
+          ' (killed: out of memory)' if p.returncode == -9 else '')]
+      rows.append(dict(minutes=minutes, chunk=chunk, error=why[0]))
     else:
       rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
     print(rows[-1], flush=True)
@@ -111,15 +117,16 @@ def main() -> None:
            'E2B-shaped (E2B width, first 5 layers, full audio encoder), random weights, '
            'one sample() call, greedy, 1 new token; one process per row',
            '',
-           '| audio | soft tokens | cache_length | prefill | peak RSS | params | KV cache | call time |',
-           '|---|---|---|---|---|---|---|---|']
+           '| audio | soft tokens | cache_length | prefill | peak RSS | RSS before the call | params | KV cache | call time |',
+           '|---|---|---|---|---|---|---|---|---|']
   for r in rows:
     how = f'chunks of {r["chunk"]}' if r['chunk'] else 'one pass'
     if 'error' in r:
-      lines.append(f'| {r["minutes"]} min | | | {how} | failed: {r["error"]} | | | |')
+      lines.append(f'| {r["minutes"]} min | | | {how} | failed: {r["error"]} | | | | |')
       continue
     lines.append(f'| {r["minutes"]} min | {r["soft_tokens"]} | {r["cache_length"]} | {how} | '
-                 f'{r["peak_rss_gib"]:.2f} GiB | {r["param_gib"]:.2f} GiB | '
+                 f'{r["peak_rss_gib"]:.2f} GiB | {r["rss_before_call_gib"]:.2f} GiB | '
+                 f'{r["param_gib"]:.2f} GiB | '
                  f'{r["cache_gib"] * 1024:.0f} MiB | {r["seconds"]:.0f} s |')
   lines += ['', resample_row()]
   text = '\n'.join(lines) + '\n'

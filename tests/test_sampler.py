@@ -120,6 +120,28 @@ def test_stream_equals_sample(model, tok):
   assert len(pieces) > 1 and ''.join(pieces) == s.sample('Hello world', max_new_tokens=8)
 
 
+def test_incremental_text_equals_decoding_all_ids():
+  """stream's text, token by token over a window of the last ids, joins to exactly the
+  decoding of all ids: the real Gemma 3 vocabulary (byte fallback), text with multi-byte
+  characters split across byte tokens, and random ids, byte tokens included."""
+  from gemma4.checkpoints import gguf
+  from gemma4.sampler import _IncrementalText
+  tok = gguf.load_tokenizer(gemma4.default_checkpoint_path())
+  texts = ['Hello, world! ', 'naïve café — 東京 🙂🚀 done', '  two  spaces\n\nnew lines\t',
+           ''.join(chr(c) for c in range(0x1F600, 0x1F640))]
+  rng = np.random.default_rng(0)
+  byte_ids = tok.encode([f'<0x{b:02X}>' for b in (0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x99, 0x82)])
+  cases_bytes = [byte_ids[:2], byte_ids[3:] + byte_ids[:3]]  # a split euro sign, an emoji
+  cases = [tok.encode(t) for t in texts] + [
+      list(rng.integers(5, tok.vocab_size, 40)) + byte_ids + list(rng.integers(5, 3000, 20))
+      for _ in range(3)] + cases_bytes
+  for ids in cases:
+    text = _IncrementalText(tok)
+    pieces = [text.add(int(i)) for i in ids]
+    assert ''.join(pieces) + text.rest() == tok.decode([int(i) for i in ids])
+    assert not any(p.endswith('\ufffd') for p in pieces)
+
+
 def test_recompiles_neither_for_max_new_tokens_nor_within_a_bucket(model, tok):
   s = make(model, tok)
   s.sample('Hello', max_new_tokens=3)

@@ -181,6 +181,29 @@ def image_spans(tokens: np.ndarray) -> list[tuple[int, int]]:
   return out
 
 
+class _IncrementalText:
+  """The text of a growing list of token ids, piece by piece, in time independent of
+  the length so far: each new token's text is what decoding a short window of the last
+  ids adds (a piece that ends in a split UTF-8 character waits for the next token)."""
+
+  def __init__(self, tokenizer: Gemma4Tokenizer):
+    self.tokenizer, self.ids, self.start, self.read = tokenizer, [], 0, 0
+
+  def add(self, token: int) -> str:
+    self.ids.append(token)
+    done = self.tokenizer.decode(self.ids[self.start:self.read])
+    text = self.tokenizer.decode(self.ids[self.start:])
+    if len(text) <= len(done) or text.endswith('\ufffd'):
+      return ''
+    self.start, self.read = self.read, len(self.ids)
+    return text[len(done):]
+
+  def rest(self) -> str:
+    """What the last tokens add that has not been returned (an unfinished character)."""
+    done = self.tokenizer.decode(self.ids[self.start:self.read])
+    return self.tokenizer.decode(self.ids[self.start:])[len(done):]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Loop:
   """The static part of decoding (hashable, so jitted functions take it as static)."""
@@ -282,8 +305,12 @@ class _Loop:
                                cache_full=stopped_full)
 
   @functools.partial(jax.jit, static_argnums=0, donate_argnames='state')
-  def jit_step(self, params, state):
-    return self.step(params, state)
+  def stream_step(self, params, state: SamplingState, max_new_tokens):
+    """One step of `loop`: a decode step where its condition holds, else the state as
+    it is; and that condition."""
+    going = self.going(state, max_new_tokens)
+    state = jax.lax.cond(going, functools.partial(self.step, params), lambda s: s, state)
+    return state, going
 
   @functools.partial(jax.jit, static_argnums=0)
   def jit_finish(self, state, max_new_tokens):
@@ -582,7 +609,9 @@ class Gemma4Sampler:
     """Yields the text of one prompt piece by piece as it is decoded (the end token's
     text is not yielded). The decode step is the one `sample` loops over, so the
     tokens equal `sample`'s. With `return_state`, yields SamplerOutput(piece, state);
-    the last one's state continues the conversation.
+    the last one's state continues the conversation (an earlier one is handed on to the
+    next decode step: only the last stays valid). Each piece costs the same host time
+    however long the text grows; the next step computes while a piece is shown.
     """
     if not isinstance(prompt, str):
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
@@ -593,21 +622,21 @@ class Gemma4Sampler:
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
     n = jnp.asarray(n, jnp.int32)
-    shown, ids = '', []
+    text = _IncrementalText(self.tokenizer)
     while True:
       token = int(state.last_token[0])
-      ended = token in self._end
-      if not ended:
-        ids.append(token)
-        text = self.tokenizer.decode(ids)
-        if not text.endswith('\ufffd') and text != shown:  # wait out split UTF-8
-          piece, shown = text[len(shown):], text
+      # The next step is dispatched before this token's text is made and shown, so the
+      # device computes while the host decodes and the caller prints (and the step is
+      # compiled before the first token is shown, not after it).
+      state, going = loop.stream_step(self.params, state, n)
+      if token not in self._end:
+        piece = text.add(token)
+        if piece:
           yield SamplerOutput(piece, state) if return_state else piece
-      if not bool(loop.going(state, n)):  # the while_loop's own condition
+      if not bool(going):  # the while_loop's own condition, before that step
         break
-      state = loop.jit_step(self.params, state)
     state = loop.jit_finish(state, n)
-    rest = self.tokenizer.decode(ids)[len(shown):]
+    rest = text.rest()
     if return_state:  # always: the caller needs the final state
       yield SamplerOutput(rest, state)
     elif rest:
