@@ -4,6 +4,7 @@ one-line errors with exit status 1."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -40,6 +41,7 @@ def test_sample_prints_the_greedy_continuation(cached_load, capsys, default_ckpt
   want = default_ckpt.tokenizer.decode([s['id'] for s in case['steps'][:12]])
   assert out == case['prompt'] + want + '\n'
   assert 'loaded gemma3_270m' in err and '12 new tokens' in err
+  assert re.search(r'first token after [0-9.]+ s \(compile \+ prefill\), then [0-9.]+ tokens/s', err)
 
 
 def test_stream_prints_the_same_text(cached_load, capsys, default_ckpt):

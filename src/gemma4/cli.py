@@ -313,21 +313,26 @@ def _audio(args, prompt):
   return out, prompt
 
 
-def _stream(sampler, prompt, args, last_state=None, images=None, audio=None):
-  """Prints the answer as it comes; returns (state, new tokens, first-call s, decode s)."""
+def _stream(sampler, prompt, args, last_state=None, images=None, audio=None, show=True):
+  """Decodes the answer, printing it as it comes when `show`; returns (state, text, new
+  tokens, s to the first token, s after it)."""
   t0 = time.perf_counter()
   first = None
   state = None
+  pieces = []
   for out in sampler.stream(prompt, images=images, audio=audio,
                             max_new_tokens=args.max_new_tokens,
                             rng=args.seed, last_state=last_state, return_state=True):
     if first is None:
       first = time.perf_counter() - t0
-    print(out.text, end='', flush=True)
+    pieces.append(out.text)
+    if show:
+      print(out.text, end='', flush=True)
     state = out.state
-  print(flush=True)
+  if show:
+    print(flush=True)
   n = int((state.predicted_tokens[0] != 0).sum())
-  return state, n, first, time.perf_counter() - t0 - first
+  return state, ''.join(pieces), n, first, time.perf_counter() - t0 - first
 
 
 def _sample(args) -> int:
@@ -342,14 +347,12 @@ def _sample(args) -> int:
   try:
     if stream:
       print(prompt, end='', flush=True)
-      _, n, first, rest = _stream(sampler, prompt, args, images=images, audio=clips)
-    else:
-      t0 = time.perf_counter()
-      out = sampler.sample(prompt, images=images, audio=clips, max_new_tokens=args.max_new_tokens,
-                           rng=args.seed, return_state=True)
-      first, rest = time.perf_counter() - t0, 0.0
-      n = int((out.tokens != 0).sum())
-      print(prompt + out.text)
+    # Piped, the text is printed at the end; decoding goes through the same stream so
+    # that the time to the first token and the rate after it are reported either way.
+    _, text, n, first, rest = _stream(sampler, prompt, args, images=images, audio=clips,
+                                      show=stream)
+    if not stream:
+      print(prompt + text)
   except ValueError as e:  # e.g. a prompt that does not fit, an image/placeholder mismatch
     raise CliError(str(e)) from e
   _report(n, first, rest)
@@ -389,7 +392,7 @@ def _chat(args) -> int:
       raise CliError(f'the conversation filled the cache ({args.cache_length} tokens): '
                      'start again with a larger --cache-length')
     try:
-      state, n, first, rest = _stream(sampler, prompt, args, last_state=state)
+      state, _, n, first, rest = _stream(sampler, prompt, args, last_state=state)
     except ValueError as e:  # e.g. the history plus this message no longer fits
       raise CliError(str(e)) from e
     # The turn's last sampled token is not in the cache (as in the official sampler):
