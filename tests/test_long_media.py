@@ -91,3 +91,19 @@ def test_many_images_and_segments_are_encoded_in_batches(monkeypatch, tok):  # n
                          return_state=True)
   whole, batched = _both(monkeypatch, 2, run, 'MAX_ENCODER_BATCH', multimodal)
   _same(whole, batched)
+
+
+def test_every_check_runs_before_resampling_and_resizing(monkeypatch, tok):  # noqa: F811
+  """A call that cannot fit the cache (or has a bad clip after a good one) is refused
+  before any clip is resampled or image resized."""
+  from gemma4 import audio, images
+  calls = []
+  monkeypatch.setattr(audio, 'resample', lambda *a, **k: calls.append('resample'))
+  monkeypatch.setattr(images, 'preprocess', lambda *a, **k: calls.append('preprocess'))
+  s = _sampler('e2b', tok, cache_length=64, audio_sample_rate=44100)
+  with pytest.raises(ValueError, match='needs [0-9]+ cache positions .* but cache_length is 64'):
+    s.sample('<|image|> <|audio|>', images=[IMG_A], audio=[np.zeros(44100, np.float32)])
+  with pytest.raises(ValueError, match='audio clip 1 has 1 NaN or infinite sample'):
+    s.sample('<|audio|> <|audio|>', audio=[np.zeros(4410, np.float32),
+                                           np.array([0.0] * 4000 + [np.nan], np.float32)])
+  assert calls == []
