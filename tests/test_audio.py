@@ -120,7 +120,7 @@ def test_resample_lengths_follow_resampled_length():
   for rate in (8000, 11025, 22050, 44100, 48000, 96000):
     for n in (1, 7, 1000, 44101):
       assert audio.resample(np.zeros(n, np.float32), rate).shape == (audio.resampled_length(n, rate),)
-  with pytest.raises(ValueError, match='sample rates must be positive ints'):
+  with pytest.raises(ValueError, match='rate must be a positive int'):
     audio.resample(np.zeros(10), 0)
 
 

@@ -149,6 +149,10 @@ def check_clip(clip: Any, length: int | None = None, index: int = 0, rate: int =
   length (in the caller's samples), at least one 20 ms frame once at 16 kHz."""
   if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < 1:
     raise ValueError(f'audio_sample_rate must be a positive int (Hz), got {rate!r}')
+  if isinstance(max_segment, bool) or not isinstance(max_segment, (int, np.integer)) \
+      or max_segment < 4 * HOP:
+    raise ValueError(f'max_segment must be an int of at least {4 * HOP} samples (one soft '
+                     f'token), got {max_segment!r}')
   a = as_waveform(clip, index)
   a = a[:_length_arg(length, a.shape[0], index)]
   n = resampled_length(a.shape[0], rate)
@@ -180,9 +184,8 @@ def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
   minutes of 44.1 kHz audio take seconds (bench/long_audio.txt).
   """
   from scipy import signal  # a dependency of jax; imported here, where it is needed
+  rate, target = _check_rate(rate, 'rate'), _check_rate(target, 'target')
   x = np.asarray(x, np.float64)
-  if isinstance(rate, bool) or isinstance(target, bool) or int(rate) <= 0 or int(target) <= 0:
-    raise ValueError(f'sample rates must be positive ints, got {rate!r} and {target!r}')
   if rate == target:
     return x.astype(np.float32)
   g = math.gcd(int(rate), int(target))
@@ -199,7 +202,9 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
   WAV (8-bit unsigned, 16/24/32-bit integer PCM; float WAV and FLAC through the optional
   `soundfile` package). Multichannel files are mixed to mono; other rates are resampled.
+  A file cut short keeps its whole frames.
   """
+  _check_rate(sample_rate, 'sample_rate')
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'audio file not found: {path}')
@@ -208,7 +213,8 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
       channels, width, rate, n = (f.getnchannels(), f.getsampwidth(), f.getframerate(),
                                   f.getnframes())
       raw = f.readframes(n)
-    x = _pcm(raw, width).reshape(-1, channels).mean(axis=1)
+    frame = width * channels
+    x = _pcm(raw[:len(raw) // frame * frame], width).reshape(-1, channels).mean(axis=1)
   except (wave.Error, EOFError) as e:
     try:
       import soundfile
@@ -223,6 +229,12 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   if x.size == 0:
     raise ValueError(f'audio file {path} has no samples')
   return resample(x, int(rate), sample_rate)
+
+
+def _check_rate(rate, name: str) -> int:
+  if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < 1:
+    raise ValueError(f'{name} must be a positive int (Hz), got {rate!r}')
+  return int(rate)
 
 
 def _pcm(raw: bytes, width: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gemma4.config import GLOBAL, LOCAL, TransformerConfig
 
@@ -50,8 +51,11 @@ def slots(cfg: TransformerConfig, kind: str, length: int) -> int:
 def init_cache(cfg: TransformerConfig, batch_size: int, length: int,
                dtype=jnp.bfloat16) -> KVCache:
   """An empty cache for `batch_size` rows of up to `length` tokens each."""
-  if length < 1 or batch_size < 1:
-    raise ValueError(f'cache length and batch size must be >= 1, got {length}, {batch_size}')
+  for name, value in (('batch size', batch_size), ('length', length)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f'the cache {name} must be an int >= 1, got {value!r}')
+  if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+    raise ValueError(f'cache dtype must be a float dtype, got {jnp.dtype(dtype).name}')
   ks, vs = [], []
   for i, kind in enumerate(cfg.layer_types):
     if cfg.is_kv_shared(i):

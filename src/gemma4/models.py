@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gemma4 import config as _config
 from gemma4 import params as _params
@@ -34,6 +35,11 @@ class Model:
   dtype: Any = jnp.bfloat16
   text_only: bool = True
   name: str = 'custom'
+
+  def __post_init__(self):
+    if not isinstance(self.config, TransformerConfig):
+      raise TypeError(f'config must be a gemma4 TransformerConfig, got {type(self.config).__name__}')
+    _float_dtype(self.dtype, 'dtype')
 
   @property
   def has_vision(self) -> bool:
@@ -63,7 +69,9 @@ class Model:
 
   def init(self, seed: int = 0) -> dict:
     """Random parameters (see `gemma4.params.init_params`), in `self.dtype`."""
-    return _params.init_params(self.config, seed, self.dtype, specs=self.param_specs())
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+      raise ValueError(f'seed must be an int >= 0, got {seed!r}')
+    return _params.init_params(self.config, int(seed), self.dtype, specs=self.param_specs())
 
   def check_params(self, params) -> dict:
     """The bare parameter tree, after checking every name, shape and float dtype."""
@@ -71,11 +79,51 @@ class Model:
     return _params.unwrap(params)
 
   def init_cache(self, batch_size: int, length: int, dtype=None) -> KVCache:
-    return init_cache(self.config, batch_size, length, dtype or self.dtype)
+    return init_cache(self.config, batch_size, length,
+                      self.dtype if dtype is None else _float_dtype(dtype, 'dtype'))
 
   def apply(self, params, tokens, **kwargs):
-    """Jitted `gemma4.transformer.forward` with this model's config -> (logits, cache)."""
-    return _forward_jit(_params.unwrap(params), self.config, tokens, **kwargs)
+    """Jitted `gemma4.transformer.forward` with this model's config -> (logits, cache).
+
+    Checks first what `forward` (a pure function, traced) cannot: the parameter tree,
+    and tokens [B, T] of an integer dtype with ids in the vocabulary (negative soft-token
+    slot ids too when `embeds` are given).
+    """
+    params = self.check_params(params)
+    if tokens is not None:
+      _check_tokens(tokens, self.config.vocab_size, kwargs.get('embeds') is not None)
+    return _forward_jit(params, self.config, tokens, **kwargs)
+
+
+def _float_dtype(dtype, name: str):
+  try:
+    d = jnp.dtype(dtype)
+  except TypeError as e:
+    raise TypeError(f'{name} {dtype!r} is not a dtype (expected a float dtype such as '
+                    'jnp.bfloat16 or jnp.float32)') from e
+  if not jnp.issubdtype(d, jnp.floating):
+    raise ValueError(f'{name} {dtype!r} is not a float dtype (expected e.g. jnp.bfloat16 or '
+                     'jnp.float32)')
+  return dtype
+
+
+def _check_tokens(tokens, vocab_size: int, slots_ok: bool) -> None:
+  """tokens: [B, T] integer ids in [0, vocab_size) (or negative slot ids with embeds)."""
+  shape, dtype = np.shape(tokens), getattr(tokens, 'dtype', np.asarray(tokens).dtype)
+  if len(shape) != 2:
+    raise ValueError(f'tokens must be [batch, length], got shape {tuple(shape)} (add a batch '
+                     'axis: tokens[None])')
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise TypeError(f'tokens must hold integer ids, got dtype {jnp.dtype(dtype).name}')
+  if 0 in shape:
+    raise ValueError(f'tokens is empty: shape {tuple(shape)}')
+  if isinstance(tokens, jax.core.Tracer):  # under a caller's jit: no values to check
+    return
+  ids = np.asarray(tokens)
+  low, high = int(ids.min()), int(ids.max())
+  if high >= vocab_size or (low < 0 and not slots_ok):
+    raise ValueError(f'tokens must be ids in [0, {vocab_size}), got ids from {low} to {high}'
+                     + ('' if slots_ok else ' (negative soft-token slots need embeds=)'))
 
 
 _forward_jit = jax.jit(forward, static_argnums=1, static_argnames='last_only')

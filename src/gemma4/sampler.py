@@ -355,6 +355,9 @@ def _token_list(tokens, name: str) -> list:
 def _check_sampling(method, name: str, vocab_size: int) -> None:
   """A sampling method: has get_next_tokens, is hashable (a static jit argument), and
   fits the vocabulary (its own `check(vocab_size)` where it has one)."""
+  if isinstance(method, type):
+    raise TypeError(f'{name} must be a sampling method instance, e.g. {method.__name__}(); got '
+                    f'the class {method.__name__} itself')
   if not callable(getattr(method, 'get_next_tokens', None)):
     raise TypeError(f'{name} must be a sampling method (e.g. gemma4.sampling.Greedy(), '
                     f'TopkSampling(k=40), Combined()), got {type(method).__name__}')
@@ -440,12 +443,14 @@ class Gemma4Sampler:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
 
   def _prepare(self, prompt, images, audio, audio_lengths, max_new_tokens, last_state,
-               sharding, rng, max_soft_tokens=None, sampling=None):
+               sharding, rng, max_soft_tokens=None, sampling=None, return_state=False):
     """Checks every argument and tokenizes, then prepares the media; nothing is computed
     on the model yet. Every check that can reject the call (types, counts, cache fit)
     runs before the costly host work (image resizing, audio resampling)."""
     if prompt is None:
       raise TypeError('prompt must be a str or a non-empty sequence of str, got None')
+    if not isinstance(return_state, (bool, np.bool_)):
+      raise TypeError(f'return_state must be True or False, got {return_state!r}')
     batched = not isinstance(prompt, str)
     if batched and not isinstance(prompt, Sequence):
       raise TypeError(f'prompt must be a str or a non-empty sequence of str, got '
@@ -592,7 +597,7 @@ class Gemma4Sampler:
     """
     batched, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
-        max_soft_tokens, sampling)
+        max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
@@ -617,7 +622,7 @@ class Gemma4Sampler:
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
     _, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
-        max_soft_tokens, sampling)
+        max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)

@@ -44,8 +44,18 @@ def _check_real(method: Any, name: str, low: float, high: float = math.inf, *,
     raise ValueError(f'{_field(method, name)}: {name} must be {want}')
 
 
+# The smallest positive temperature: logits (|x| up to ~1e3) divided by less overflow
+# float32 (or come close), and the draw would no longer be the distribution it names.
+MIN_TEMPERATURE = 1e-6
+
+
 def _check_temperature(method: Any, allow_zero: bool = False) -> None:
   _check_real(method, 'temperature', 0.0, low_open=not allow_zero)
+  t = float(getattr(method, 'temperature'))
+  if 0 < t < MIN_TEMPERATURE:
+    raise ValueError(f'{_field(method, "temperature")}: temperature must be 0 (greedy'
+                     f'{", with Combined" if allow_zero else ": use Greedy()"}) or at least '
+                     f'{MIN_TEMPERATURE:g}; smaller ones overflow float32 logits')
 
 
 def _check_k(method: Any, name: str, allow_none: bool = False) -> None:

@@ -126,9 +126,13 @@ class Gemma4Tokenizer:
       if not 0 <= int(token) < self.vocab_size:
         raise ValueError(f'token id {int(token)} is outside the vocabulary [0, {self.vocab_size})')
       return int(token)
+    if not isinstance(token, str):
+      raise TypeError(f'a token must be a str or an int id, got {type(token).__name__} {token!r}')
     ids = self.encode(token)
     if len(ids) != 1:
       raise ValueError(f'{token!r} must be exactly one token, but encodes to {len(ids)}: {ids}')
+    if ids[0] == self.special_tokens.UNK and self._sp.IdToPiece(ids[0]) != token:
+      raise ValueError(f'{token!r} is not in the vocabulary (it encodes to <unk>)')
     return ids[0]
 
 

@@ -78,6 +78,9 @@ def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtyp
   misshaped tensor before any weight is read.
   """
   check_dtype(dtype)
+  if model is not None and not isinstance(model, Model):
+    raise TypeError(f'model must be a gemma4 Model (e.g. gemma4.models.Gemma4_E2B()) or None, '
+                    f'got {type(model).__name__} {model!r}')
   kind = layout(path)
   if kind == 'gguf':
     from gemma4.checkpoints import gguf
