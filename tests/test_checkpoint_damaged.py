@@ -16,6 +16,7 @@ gguf = pytest.importorskip('gguf')
 import gemma4
 from gemma4.checkpoints import gguf as gguf_ckpt
 from gemma4.checkpoints import hf, keymap
+from gemma4.checkpoints import safetensors as safetensors_ckpt
 from gemma4.checkpoints.plan import CheckpointError
 from gemma4.params import flatten
 from tests.test_checkpoint_gguf import GEMMA3_META, _gemma3_tensors, _vocab, _write
@@ -97,7 +98,7 @@ def test_safetensors_truncated_far_lists_every_tensor_past_the_end(tmp_path):
   with open(file, 'r+b') as f:
     f.truncate(os.path.getsize(file) // 2)
   with pytest.raises(CheckpointError, match=r'problems\):') as e:
-    hf.SafetensorsFiles([file])
+    safetensors_ckpt.SafetensorsFiles([file])
   assert str(file) in str(e.value) and f'truncated: tensor {list(src)[-1]}' in str(e.value)
   assert 'truncated: tensor model.embed_tokens.weight' not in str(e.value)  # it is whole
 
@@ -134,7 +135,7 @@ def test_safetensors_entry_missing_a_field(tmp_path, field):
   file, _ = _hf_dir(tmp_path, header=header)
   with pytest.raises(CheckpointError,
                      match=_damaged(file, f'tensor model.norm.weight has no field {field}')):
-    hf.SafetensorsFiles([file])
+    safetensors_ckpt.SafetensorsFiles([file])
 
 
 def test_safetensors_entry_not_an_object(tmp_path):
@@ -142,7 +143,7 @@ def test_safetensors_entry_not_an_object(tmp_path):
   header['model.norm.weight'] = [1, 2]
   file, _ = _hf_dir(tmp_path, header=header)
   with pytest.raises(CheckpointError, match=_damaged(file, 'tensor model.norm.weight is [1, 2]')):
-    hf.SafetensorsFiles([file])
+    safetensors_ckpt.SafetensorsFiles([file])
 
 
 @pytest.mark.parametrize('length, what', [
@@ -166,7 +167,7 @@ def test_safetensors_header_not_a_json_object(tmp_path, header, what):
   text = header.encode() if isinstance(header, str) else json.dumps(header).encode()
   file.write_bytes(len(text).to_bytes(8, 'little') + text)
   with pytest.raises(CheckpointError, match=_damaged(file, what)):
-    hf.SafetensorsFiles([str(file)])
+    safetensors_ckpt.SafetensorsFiles([str(file)])
 
 
 def test_safetensors_header_cut_inside_and_short_file(tmp_path):
@@ -189,7 +190,7 @@ def test_safetensors_every_truncation_is_a_checkpoint_error(tmp_path):
     with open(file, 'wb') as f:
       f.write(good[:n])
     with pytest.raises(CheckpointError, match=re.escape(str(file))):
-      hf.SafetensorsFiles([file])
+      safetensors_ckpt.SafetensorsFiles([file])
 
 
 def test_shard_index_without_weight_map(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import random as _random
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,7 @@ from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
-from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, SpecialTokens
+from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 from gemma4.transformer import forward
 
 

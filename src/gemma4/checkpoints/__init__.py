@@ -1,6 +1,7 @@
 """Checkpoints: `load_checkpoint`, one entry point for GGUF files, HF and Orbax directories.
 
-  hf.py             HF directories: config.json, safetensors files, tokenizer.model/json
+  hf.py             HF directories: config.json, tokenizer.model/json, the towers present
+  safetensors.py    safetensors files: headers and extents checked, data memory-mapped
   gguf.py           GGUF files (llama.cpp): metadata, tensor table, vocabulary
   orbax.py          official Orbax directories (needs orbax-checkpoint)
   keymap.py         the one key map: HF names and llama.cpp names -> the official tree

@@ -18,10 +18,9 @@ import struct
 import numpy as np
 
 from gemma4 import config as _config
-from gemma4.checkpoints import plan
 from gemma4.config import GLOBAL, LOCAL, TransformerConfig
-from gemma4.checkpoints.plan import CheckpointError, Piece
-from gemma4.checkpoints import keymap
+from gemma4.checkpoints.plan import CheckpointError
+from gemma4.checkpoints import keymap, plan
 from gemma4.checkpoints.sentencepiece import CONTROL, USER_DEFINED, sentencepiece_proto
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 
@@ -235,8 +234,6 @@ def architecture(meta: dict, path) -> str:
   return arch
 
 
-_MISSING = object()
-
 
 class _Meta:
   """Typed reads of an architecture's metadata keys ('gemma3.embedding_length'): a
@@ -249,35 +246,35 @@ class _Meta:
     return CheckpointError(f'{self.path!r}: metadata key {self.arch}.{key} {what}')
 
   def _read(self, key, default, ok, expected):
-    value = self.meta.get(f'{self.arch}.{key}', _MISSING)
-    if value is _MISSING:
-      if default is _MISSING:
+    value = self.meta.get(f'{self.arch}.{key}', plan.MISSING)
+    if value is plan.MISSING:
+      if default is plan.MISSING:
         raise self.error(key, f'is missing (a required key: {expected})')
-      return _MISSING, default
+      return plan.MISSING, default
     if not ok(value):
       shown = (f'an array of {len(value)}' if isinstance(value, (list, np.ndarray))
                else f'{value!r} ({type(value).__name__})')
       raise self.error(key, f'is {shown}, expected {expected}')
     return value, None
 
-  def integer(self, key: str, default=_MISSING, lo: int = 0):
+  def integer(self, key: str, default=plan.MISSING, lo: int = 0):
     """An integer >= lo; a default is returned as it is."""
-    value, other = self._read(key, default, lambda v: _is_integer(v) and v >= lo,
+    value, other = self._read(key, default, lambda v: plan.is_integer(v) and v >= lo,
                               f'an integer >= {lo}')
-    return other if value is _MISSING else int(value)
+    return other if value is plan.MISSING else int(value)
 
-  def number(self, key: str, default=_MISSING):
-    value, other = self._read(key, default, _is_number, 'a number')
-    return other if value is _MISSING else float(value)
+  def number(self, key: str, default=plan.MISSING):
+    value, other = self._read(key, default, plan.is_number, 'a number')
+    return other if value is plan.MISSING else float(value)
 
-  def per_layer(self, key: str, n: int, default=_MISSING, lo: int = 0) -> list:
+  def per_layer(self, key: str, n: int, default=plan.MISSING, lo: int = 0) -> list:
     """One value per layer: an array of n numbers (or bools), or one number for all."""
     def ok(v):
       if isinstance(v, np.ndarray):
         return v.ndim == 1 and v.dtype.kind in 'biuf'
-      return isinstance(v, bool) or _is_number(v)
+      return isinstance(v, bool) or plan.is_number(v)
     value, other = self._read(key, default, ok, f'a number or an array of {n}')
-    if value is _MISSING:
+    if value is plan.MISSING:
       return [other] * n
     values = value.tolist() if isinstance(value, np.ndarray) else [value] * n
     if len(values) != n:
@@ -285,15 +282,6 @@ class _Meta:
     if any(v < lo for v in values if not isinstance(v, bool)):
       raise self.error(key, f'is {value!r}, expected values >= {lo}')
     return values
-
-
-def _is_integer(v) -> bool:
-  return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float)
-                                                             and v.is_integer())
-
-
-def _is_number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _gemma3_config(meta: dict, path='GGUF file') -> TransformerConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
-from gemma4.checkpoints.plan import CheckpointError
 from gemma4.models import Model
 from gemma4.tokenizer import Gemma4Tokenizer
 

@@ -58,6 +58,19 @@ def extent_problem(name: str, begin: int, end: int, size: int) -> str | None:
   return None
 
 
+MISSING = object()  # a config field or metadata key that is absent
+
+
+def is_integer(v) -> bool:
+  """An int (not a bool), or a float of integral value, as JSON and GGUF write counts."""
+  return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float)
+                                                             and v.is_integer())
+
+
+def is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class Piece:
   """One file tensor's place in the official tree.
