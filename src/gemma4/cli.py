@@ -402,22 +402,9 @@ def _chat(args) -> int:
   return 0
 
 
-def _compilation_cache() -> None:
-  """JAX's persistent compilation cache in ~/.cache/gemma4/jax-<version> (or
-  $GEMMA4_JAX_CACHE; empty turns it off), so that a later process reuses this one's
-  compiled programs instead of compiling again. One set already (a test's) is kept."""
-  import jax
-  folder = os.environ.get('GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4'))
-  if not folder or jax.config.jax_compilation_cache_dir:
-    return
-  jax.config.update('jax_compilation_cache_dir', os.path.join(folder, f'jax-{jax.__version__}'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
-
-
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
-    _compilation_cache()
     if not argv or (argv[0].startswith('-') and argv[0] not in ('-h', '--help')):
       return _demo(argv)
     args = parser().parse_args(argv)
