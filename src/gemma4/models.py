@@ -109,7 +109,9 @@ def _float_dtype(dtype, name: str):
 
 def _check_tokens(tokens, vocab_size: int, slots_ok: bool) -> None:
   """tokens: [B, T] integer ids in [0, vocab_size) (or negative slot ids with embeds)."""
-  shape, dtype = np.shape(tokens), getattr(tokens, 'dtype', np.asarray(tokens).dtype)
+  if not hasattr(tokens, 'dtype'):
+    tokens = np.asarray(tokens)
+  shape, dtype = np.shape(tokens), tokens.dtype
   if len(shape) != 2:
     raise ValueError(f'tokens must be [batch, length], got shape {tuple(shape)} (add a batch '
                      'axis: tokens[None])')

@@ -195,7 +195,8 @@ def check_params(cfg: TransformerConfig, params: Mapping[str, Any],
     problems.append(f'unexpected {path}: shape {tuple(np.shape(got[path]))}')
   for path in sorted(set(got) & set(expected)):
     shape, want = tuple(np.shape(got[path])), expected[path].shape
-    got_dtype = jnp.dtype(getattr(got[path], 'dtype', np.asarray(got[path]).dtype))
+    leaf = got[path]  # an array, a ShapeDtypeStruct or a tracer (under a caller's jit)
+    got_dtype = jnp.dtype(leaf.dtype if hasattr(leaf, 'dtype') else np.asarray(leaf).dtype)
     if shape != want:
       problems.append(f'wrong shape {path}: got {shape}, expected {want}')
     if dtype is not None and got_dtype != jnp.dtype(dtype):
