@@ -147,8 +147,7 @@ def check_clip(clip: Any, length: int | None = None, index: int = 0, rate: int =
                max_segment: int = MAX_SEGMENT) -> Clip:
   """A clip (its first `length` samples, default all; at `rate` Hz) checked: samples,
   length (in the caller's samples), at least one 20 ms frame once at 16 kHz."""
-  if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < 1:
-    raise ValueError(f'audio_sample_rate must be a positive int (Hz), got {rate!r}')
+  rate = _check_rate(rate, 'audio_sample_rate')
   if isinstance(max_segment, bool) or not isinstance(max_segment, (int, np.integer)) \
       or max_segment < 4 * HOP:
     raise ValueError(f'max_segment must be an int of at least {4 * HOP} samples (one soft '

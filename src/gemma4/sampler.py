@@ -187,20 +187,20 @@ class _IncrementalText:
 
   def __init__(self, tokenizer: Gemma4Tokenizer):
     self.tokenizer, self.ids, self.start, self.read = tokenizer, [], 0, 0
+    self.done = ''  # the text of ids[start:read]: the last piece returned, kept as context
 
   def add(self, token: int) -> str:
     self.ids.append(token)
-    done = self.tokenizer.decode(self.ids[self.start:self.read])
     text = self.tokenizer.decode(self.ids[self.start:])
-    if len(text) <= len(done) or text.endswith('\ufffd'):
+    if len(text) <= len(self.done) or text.endswith('\ufffd'):
       return ''
-    self.start, self.read = self.read, len(self.ids)
-    return text[len(done):]
+    piece = text[len(self.done):]
+    self.start, self.read, self.done = self.read, len(self.ids), piece
+    return piece
 
   def rest(self) -> str:
     """What the last tokens add that has not been returned (an unfinished character)."""
-    done = self.tokenizer.decode(self.ids[self.start:self.read])
-    return self.tokenizer.decode(self.ids[self.start:])[len(done):]
+    return self.tokenizer.decode(self.ids[self.start:])[len(self.done):]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -614,8 +614,8 @@ class Gemma4Sampler:
     text is not yielded). The decode step is the one `sample` loops over, so the
     tokens equal `sample`'s. With `return_state`, yields SamplerOutput(piece, state);
     the last one's state continues the conversation (an earlier one is handed on to the
-    next decode step: only the last stays valid). Each piece costs the same host time
-    however long the text grows; the next step computes while a piece is shown.
+    next decode step: only the last stays valid). Each piece decodes a window of the last
+    ids, not the whole text; the next step computes while a piece is shown.
     """
     if not isinstance(prompt, str):
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
