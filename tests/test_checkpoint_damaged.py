@@ -2,6 +2,7 @@
 config.json and bad dtypes raise a CheckpointError (or TypeError/ValueError for dtype)
 naming the file and what is wrong, at open time, before any weight is read."""
 
+import functools
 import json
 import os
 import re
@@ -19,6 +20,10 @@ from gemma4.checkpoints import hf, keymap
 from gemma4.checkpoints import safetensors as safetensors_ckpt
 from gemma4.checkpoints.plan import CheckpointError
 from gemma4.params import flatten
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 from tests.test_checkpoint_gguf import GEMMA3_META, _gemma3_tensors, _vocab, _write
 
 
@@ -76,7 +81,7 @@ def _damaged(file, *parts):
 
 def test_good_hand_written_directory_loads(tmp_path):
   file, src = _hf_dir(tmp_path)
-  p = {k: np.asarray(v) for k, v in flatten(gemma4.load_checkpoint(tmp_path).params).items()}
+  p = {k: np.asarray(v) for k, v in flatten(load_float(tmp_path).params).items()}
   assert np.array_equal(p['embedder/input_embedding'], src['model.embed_tokens.weight'])
   assert np.array_equal(p['layer_1/mlp/linear'], src['model.layers.1.mlp.down_proj.weight'].T)
 
@@ -90,7 +95,7 @@ def test_safetensors_truncated_data_names_tensor_and_extent(tmp_path):
   begin = size - src[last].nbytes
   with pytest.raises(CheckpointError, match=_damaged(
       file, f'truncated: tensor {last} needs bytes {begin}..{size}, the file has {size - 10}')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_safetensors_truncated_far_lists_every_tensor_past_the_end(tmp_path):
@@ -125,7 +130,7 @@ def test_safetensors_corrupt_entry_names_tensor_and_field(tmp_path, field, value
   header[name][field] = value
   file, _ = _hf_dir(tmp_path, header=header)
   with pytest.raises(CheckpointError, match=_damaged(file, f'tensor {name}', what)):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 @pytest.mark.parametrize('field', ['dtype', 'shape', 'data_offsets'])
@@ -154,7 +159,7 @@ def test_safetensors_entry_not_an_object(tmp_path):
 def test_safetensors_header_length_is_checked_before_reading(tmp_path, length, what):
   file, _ = _hf_dir(tmp_path, length=length)
   with pytest.raises(CheckpointError, match=_damaged(file, what)):  # never a MemoryError
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 @pytest.mark.parametrize('header, what', [
@@ -176,11 +181,11 @@ def test_safetensors_header_cut_inside_and_short_file(tmp_path):
   with open(file, 'r+b') as f:
     f.truncate(8 + n // 2)
   with pytest.raises(CheckpointError, match=_damaged(file, f'the header needs bytes 8..{8 + n}')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   with open(file, 'r+b') as f:
     f.truncate(5)
   with pytest.raises(CheckpointError, match=_damaged(file, 'too short')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_safetensors_every_truncation_is_a_checkpoint_error(tmp_path):
@@ -198,16 +203,16 @@ def test_shard_index_without_weight_map(tmp_path):
   index = tmp_path / 'model.safetensors.index.json'
   index.write_text('{"metadata": {}}')
   with pytest.raises(CheckpointError, match=_damaged(index, 'field weight_map')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   index.write_text('{"weight_map": ')
   with pytest.raises(CheckpointError, match=_damaged(index, 'is not readable JSON')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_safetensors_without_tensors(tmp_path):
   _hf_dir(tmp_path, header={'__metadata__': {}})
   with pytest.raises(CheckpointError, match=_damaged(tmp_path, 'hold no tensors')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 # --- config.json -------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def test_safetensors_without_tensors(tmp_path):
 def test_config_not_a_json_object(tmp_path, text, what):
   _hf_dir(tmp_path, config=text)
   with pytest.raises(CheckpointError, match=_damaged(tmp_path / 'config.json', what)):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 @pytest.mark.parametrize('field', ['num_hidden_layers', 'hidden_size', 'num_attention_heads',
@@ -233,7 +238,7 @@ def test_config_missing_field(tmp_path, field):
   _hf_dir(tmp_path, config=config)
   with pytest.raises(CheckpointError,
                      match=_damaged(tmp_path / 'config.json', f'field {field} is missing')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 @pytest.mark.parametrize('field, value, what', [
@@ -253,7 +258,7 @@ def test_config_missing_field(tmp_path, field):
 def test_config_field_of_the_wrong_type(tmp_path, field, value, what):
   _hf_dir(tmp_path, config=dict(CONFIG, **{field: value}))
   with pytest.raises(CheckpointError, match=_damaged(tmp_path / 'config.json', what)):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_config_nested_text_config_names_the_section(tmp_path):
@@ -262,16 +267,16 @@ def test_config_nested_text_config_names_the_section(tmp_path):
   _hf_dir(tmp_path, config={'model_type': 'gemma4', 'text_config': text})
   with pytest.raises(CheckpointError, match=_damaged(tmp_path / 'config.json',
                                                      'field text_config.hidden_size is missing')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   _hf_dir(tmp_path, config={'model_type': 'gemma4', 'text_config': 3})
   with pytest.raises(CheckpointError, match=_damaged(tmp_path / 'config.json',
                                                      'field text_config is 3 (int)')):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   _hf_dir(tmp_path, config={'model_type': 'gemma4', 'text_config': CONFIG,
                             'vision_config': {'hidden_size': 'wide'}})
   with pytest.raises(CheckpointError, match=_damaged(tmp_path / 'config.json',
                                                      "vision_config.hidden_size is 'wide'")):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_config_from_hf_of_a_good_config_is_unchanged():
@@ -288,14 +293,14 @@ def test_config_from_hf_of_a_good_config_is_unchanged():
 @pytest.mark.parametrize('dtype', [jnp.int8, 'int32', np.bool_, 'float64', object(), 3])
 def test_bad_dtype_is_refused_before_anything_is_read(tmp_path, dtype):
   with pytest.raises((TypeError, ValueError), match=r'dtype .*float32, bfloat16, float16') as e:
-    gemma4.load_checkpoint(tmp_path / 'does-not-exist', dtype=dtype)  # not FileNotFoundError
+    load_float(tmp_path / 'does-not-exist', dtype=dtype)  # not FileNotFoundError
   assert repr(dtype) in str(e.value)
 
 
 def test_float_dtypes_are_accepted(tmp_path):
   _hf_dir(tmp_path)
   for dtype in (jnp.float16, 'bfloat16', np.float32):
-    ckpt = gemma4.load_checkpoint(tmp_path, dtype=dtype)
+    ckpt = load_float(tmp_path, dtype=dtype)
     assert ckpt.params['layer_0']['attn']['q_einsum']['w'].dtype == jnp.dtype(dtype)
 
 
@@ -338,7 +343,7 @@ def test_gguf_truncated_data_names_the_tensor(gemma3_gguf):
   with pytest.raises(CheckpointError, match=_damaged(
       path, f'truncated: tensor {last.name} needs bytes {last.offset}..{size}, '
       f'the file has {size - 3}')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_truncated_in_the_metadata_names_the_key(gemma3_gguf):
@@ -351,7 +356,7 @@ def test_gguf_truncated_in_the_metadata_names_the_key(gemma3_gguf):
   with pytest.raises(CheckpointError, match=_damaged(
       path, "truncated: metadata key 'gemma3.context_length': a uint32 value needs bytes "
       f'{at - 2}..{at + 2}, the file has {at}')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
   path.write_bytes(good)
   at = good.index(b'tokenizer.ggml.tokens') + 1000  # inside its array of strings
   with open(path, 'r+b') as f:
@@ -359,7 +364,7 @@ def test_gguf_truncated_in_the_metadata_names_the_key(gemma3_gguf):
   with pytest.raises(CheckpointError, match=_damaged(
       path, "truncated or corrupt: metadata key 'tokenizer.ggml.tokens': 320 array strings",
       f'the file has {at}')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_truncated_in_the_tensor_table_names_the_tensor(gemma3_gguf):
@@ -372,11 +377,11 @@ def test_gguf_truncated_in_the_tensor_table_names_the_tensor(gemma3_gguf):
   with pytest.raises(CheckpointError, match=_damaged(
       path, f'truncated: tensor {name} (table entry',
       f'a uint32 value needs bytes {dims_at + 16}')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
   path.write_bytes(good[:dims_at + 2])  # inside the dims
   with pytest.raises(CheckpointError, match=_damaged(
       path, f'truncated or corrupt: tensor {name} (table entry', '2 dimensions need at least')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_every_truncation_is_a_checkpoint_error(gemma3_gguf):
@@ -397,7 +402,7 @@ def test_gguf_unknown_ggml_type(gemma3_gguf):
   _patch(path, at + 4 + 2 * 8, '<I', 99)  # 2 dims, then the type
   with pytest.raises(CheckpointError,
                      match=_damaged(path, f'tensor {name} has unknown ggml type id 99')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_tensor_offset_past_the_end(gemma3_gguf):
@@ -407,7 +412,7 @@ def test_gguf_tensor_offset_past_the_end(gemma3_gguf):
   _patch(path, at + 4 + 2 * 8 + 4, '<Q', 1 << 40)
   with pytest.raises(CheckpointError,
                      match=_damaged(path, f'truncated: tensor {name} needs bytes')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 @pytest.mark.parametrize('at, what', [(8, 'tensors (n_tensors) need at least'),
@@ -416,7 +421,7 @@ def test_gguf_absurd_counts_are_not_allocated(gemma3_gguf, at, what):
   path, _ = gemma3_gguf
   _patch(path, at, '<Q', 1 << 62)
   with pytest.raises(CheckpointError, match=_damaged(path, what)):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_absurd_array_and_string_lengths(gemma3_gguf, tmp_path):
@@ -427,22 +432,22 @@ def test_gguf_absurd_array_and_string_lengths(gemma3_gguf, tmp_path):
   _patch(path, count_at, '<Q', 1 << 61)
   with pytest.raises(CheckpointError, match=_damaged(
       path, "metadata key 'tokenizer.ggml.tokens'", 'array strings need at least')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
   path.write_bytes(good)
   _patch(path, count_at + 8, '<Q', 1 << 62)  # the first token's length
   with pytest.raises(CheckpointError, match=_damaged(
       path, "truncated: metadata key 'tokenizer.ggml.tokens'", f'a string of {1 << 62} bytes')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
   path.write_bytes(good)
   _patch(path, 24, '<Q', 1 << 62)  # the first key's length
   with pytest.raises(CheckpointError, match=_damaged(path, 'truncated: metadata entry 0')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
   path.write_bytes(good)
   key = b'tokenizer.ggml.scores'
   _patch(path, good.index(key) + len(key) + 4 + 4, '<Q', 1 << 60)  # float32 array count
   with pytest.raises(CheckpointError, match=_damaged(path, "metadata key 'tokenizer.ggml.scores'",
                                                      'an array of')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_unknown_value_type(gemma3_gguf):
@@ -451,7 +456,7 @@ def test_gguf_unknown_value_type(gemma3_gguf):
   _patch(path, path.read_bytes().index(key) + len(key), '<I', 77)
   with pytest.raises(CheckpointError, match=_damaged(
       path, "metadata key 'gemma3.block_count': unknown GGUF value type 77")):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 @pytest.mark.parametrize('key', ['embedding_length', 'block_count', 'attention.head_count',
@@ -463,7 +468,7 @@ def test_gguf_missing_metadata_key(tmp_path, gemma3_gguf, key):
   _write(path, 'gemma3', meta, tensors)
   with pytest.raises(CheckpointError,
                      match=_damaged(path, f'metadata key gemma3.{key} is missing')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf_metadata_key_of_the_wrong_type(tmp_path, gemma3_gguf):
@@ -472,7 +477,7 @@ def test_gguf_metadata_key_of_the_wrong_type(tmp_path, gemma3_gguf):
   _write(path, 'gemma3', dict(GEMMA3_META, embedding_length=[64, 64]), tensors)
   with pytest.raises(CheckpointError, match=_damaged(
       path, 'metadata key gemma3.embedding_length is', 'expected an integer >= 1')):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_gguf4_per_layer_array_of_the_wrong_length(tmp_path):
@@ -495,7 +500,7 @@ def test_gguf4_per_layer_array_of_the_wrong_length(tmp_path):
 
 def test_good_gguf_still_loads(gemma3_gguf):
   path, src = gemma3_gguf
-  p = flatten(gemma4.load_checkpoint(path).params)
+  p = flatten(load_float(path).params)
   assert np.array_equal(np.asarray(p['embedder/input_embedding']), src['token_embd.weight'])
 
 
@@ -507,4 +512,4 @@ def test_gguf_tokenizer_arrays_of_the_wrong_length(tmp_path, gemma3_gguf):
   _write(path, 'gemma3', GEMMA3_META, tensors, vocab=(tokens, scores[:10], types))
   with pytest.raises(CheckpointError, match=_damaged(
       path, 'metadata key tokenizer.ggml.scores has 10 entries but tokenizer.ggml.tokens has 320')):
-    gemma4.load_checkpoint(path)
+    load_float(path)

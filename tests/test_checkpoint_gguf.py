@@ -2,6 +2,7 @@
 tokenizer, and a gemma4 file converted from a tiny transformers model, whose logits
 match transformers' within 1e-4 (float32)."""
 
+import functools
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,6 +14,10 @@ from gemma4.checkpoints import gguf as gguf_ckpt
 from gemma4.checkpoints import keymap, plan
 from gemma4.params import flatten
 from gemma4.transformer import forward
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 
 
 def _vocab(n):
@@ -93,7 +98,7 @@ def gemma3_file(tmp_path):
 
 def test_gemma3_config_has_the_constants_gguf_leaves_out(gemma3_file):
   path, _ = gemma3_file
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   c = ckpt.model.config
   assert c.family == 'gemma3' and c.vocab_size == 320
   assert c.layer_types == ('local',) * 5 + ('global',)
@@ -104,7 +109,7 @@ def test_gemma3_config_has_the_constants_gguf_leaves_out(gemma3_file):
 def test_gemma3_arange_placement_and_norm_offset_exact(gemma3_file, monkeypatch):
   monkeypatch.setattr(plan, '_BLOCK_BYTES', 4096)  # place the embedding in row blocks
   path, src = gemma3_file
-  p = {k: np.asarray(v) for k, v in flatten(gemma4.load_checkpoint(path).params).items()}
+  p = {k: np.asarray(v) for k, v in flatten(load_float(path).params).items()}
   assert np.array_equal(p['embedder/input_embedding'], src['token_embd.weight'])
   # GGUF Gemma 3 norms hold 1 + w; the official tree holds w (float32: exact)
   assert np.array_equal(p['final_norm/scale'], src['output_norm.weight'] - 1)
@@ -122,7 +127,7 @@ def test_gemma3_arange_placement_and_norm_offset_exact(gemma3_file, monkeypatch)
 
 def test_quantized_tensors_dequantize_as_gguf_does(gemma3_file):
   path, src = gemma3_file
-  p = flatten(gemma4.load_checkpoint(path).params)
+  p = flatten(load_float(path).params)
   for name, kind, target, index in [
       ('blk.1.ffn_up.weight', gguf.GGMLQuantizationType.Q8_0, 'layer_1/mlp/gating_einsum', 1),
       ('blk.2.attn_q.weight', gguf.GGMLQuantizationType.Q4_0, 'layer_2/attn/q_einsum/w', None)]:
@@ -138,7 +143,7 @@ def test_quantized_tensors_dequantize_as_gguf_does(gemma3_file):
 
 def test_embedded_tokenizer_encodes_user_defined_whitespace(gemma3_file):
   path, _ = gemma3_file
-  tok = gemma4.load_checkpoint(path).tokenizer
+  tok = load_float(path).tokenizer
   assert isinstance(tok, gemma4.tokenizer.Gemma3Tokenizer) and tok.vocab_size == 320
   ids = tok.encode('ab  a', add_bos=True)
   assert ids[0] == 2 and tok.decode(ids[1:]) == 'ab  a'
@@ -152,16 +157,16 @@ def test_bad_gguf_files(tmp_path, gemma3_file):
   del bad['blk.3.attn_v.weight']
   _write(tmp_path / 'bad.gguf', 'gemma3', GEMMA3_META, bad)
   with pytest.raises(gemma4.CheckpointError) as e:
-    gemma4.load_checkpoint(tmp_path / 'bad.gguf')
+    load_float(tmp_path / 'bad.gguf')
   assert 'missing tensor blk.3.attn_v.weight' in str(e.value)
   assert 'wrong shape blk.0.ffn_up.weight' in str(e.value)
   _write(tmp_path / 'vocab.gguf', 'gemma3', GEMMA3_META, src, vocab=_vocab(300))
   with pytest.raises(gemma4.CheckpointError, match='tokenizer has 300 pieces but token_embd'):
-    gemma4.load_checkpoint(tmp_path / 'vocab.gguf')
+    load_float(tmp_path / 'vocab.gguf')
   w = gguf.GGUFWriter(str(tmp_path / 'llama.gguf'), 'llama')
   w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
   with pytest.raises(ValueError, match="architecture 'llama' is not supported"):
-    gemma4.load_checkpoint(tmp_path / 'llama.gguf')
+    load_float(tmp_path / 'llama.gguf')
 
 
 def _hf_to_gguf(hf_model, kw, path):
@@ -223,7 +228,7 @@ def test_gemma4_gguf_logits_match_transformers_within_1e4(tmp_path, kind):
   kw = hf.DENSE if kind == 'dense' else hf.MOE
   model = hf._random_hf(kw, str(tmp_path / 'hf'), seed=3)
   _hf_to_gguf(model, kw, tmp_path / 'm.gguf')
-  ckpt = gemma4.load_checkpoint(tmp_path / 'm.gguf')
+  ckpt = load_float(tmp_path / 'm.gguf')
   ids = np.random.default_rng(1).integers(5, hf.VOCAB, (1, 32))
   with torch.no_grad():
     ref = model(torch.tensor(ids)).logits.numpy()

@@ -1,6 +1,7 @@
 """HF checkpoints: tiny random transformers Gemma 4 models, written with save_pretrained,
 load through `gemma4.load_checkpoint` and give transformers' logits (float32, 1e-4)."""
 
+import functools
 import json
 import os
 
@@ -15,6 +16,10 @@ safetensors_numpy = pytest.importorskip('safetensors.numpy')
 import gemma4
 from gemma4.checkpoints import hf, keymap
 from gemma4.transformer import forward
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 
 VOCAB = 4096
 KINDS = ['sliding_attention', 'sliding_attention', 'full_attention'] * 2
@@ -80,7 +85,7 @@ def _max_diff(hf_model, ckpt, seed=0):
 def test_dense_ple_kv_sharing_logits_match_transformers_within_1e4(dense):
   """Measured 1.3e-5."""
   hf_model, path = dense
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   cfg = ckpt.model.config
   assert (cfg.per_layer_input_dim, cfg.num_kv_shared_layers, cfg.kv_shared_hidden_dim) == (16, 3, 256)
   assert ckpt.params['layer_0']['attn']['q_einsum']['w'].dtype == jnp.float32
@@ -91,7 +96,7 @@ def test_moe_sharded_logits_match_transformers_within_1e4(moe):
   """Measured 2.8e-5."""
   hf_model, path = moe
   assert os.path.isfile(os.path.join(path, 'model.safetensors.index.json'))
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   cfg = ckpt.model.config
   assert (cfg.num_experts, cfg.top_k_experts, cfg.expert_dim) == (4, 2, 24)
   assert cfg.k_eq_v_global and cfg.num_global_kv_heads == 1 and cfg.bidirectional_vision
@@ -101,10 +106,10 @@ def test_moe_sharded_logits_match_transformers_within_1e4(moe):
 def test_bfloat16_load_casts_every_param(dense):
   """Every param is bfloat16 and equals the float32 load cast to bfloat16 (exact)."""
   _, path = dense
-  ckpt = gemma4.load_checkpoint(path, dtype=jnp.bfloat16)
+  ckpt = load_float(path, dtype=jnp.bfloat16)
   import jax
   assert {x.dtype for x in jax.tree.leaves(ckpt.params)} == {jnp.dtype(jnp.bfloat16)}
-  f32 = gemma4.params.flatten(gemma4.load_checkpoint(path).params)
+  f32 = gemma4.params.flatten(load_float(path).params)
   bf16 = gemma4.params.flatten(ckpt.params)
   assert f32.keys() == bf16.keys()
   for k in f32:
@@ -130,7 +135,7 @@ def _arange_checkpoint(tmp_path, cfg_kwargs):
 
 def test_arange_tensors_land_where_the_key_map_says(tmp_path):
   src = _arange_checkpoint(tmp_path, DENSE)
-  ckpt = gemma4.load_checkpoint(tmp_path)
+  ckpt = load_float(tmp_path)
   p = {k: np.asarray(v) for k, v in gemma4.params.flatten(ckpt.params).items()}
   n, h, d = 4, 16, 64
   q = src['model.layers.0.self_attn.q_proj.weight']  # [N*H, D]
@@ -159,7 +164,7 @@ def test_arange_tensors_land_where_the_key_map_says(tmp_path):
 
 def test_arange_moe_experts_and_router(tmp_path):
   src = _arange_checkpoint(tmp_path, MOE)
-  ckpt = gemma4.load_checkpoint(tmp_path)
+  ckpt = load_float(tmp_path)
   p = {k: np.asarray(v) for k, v in gemma4.params.flatten(ckpt.params).items()}
   gu = src['model.layers.3.experts.gate_up_proj']  # [E, 2X, D], gate rows first
   assert np.array_equal(p['layer_3/mlp/gating_einsum/w'][2, 0, 5, 7], gu[2, 5, 7])
@@ -182,7 +187,7 @@ def test_bad_checkpoint_lists_every_problem_before_loading(tmp_path):
   src['model.extra.weight'] = np.zeros(2, np.float32)
   safetensors_numpy.save_file(src, os.path.join(tmp_path, 'model.safetensors'))
   with pytest.raises(gemma4.CheckpointError) as e:
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   msg = str(e.value)
   assert '3 problems' in msg
   assert 'missing tensor model.layers.1.self_attn.v_proj.weight' in msg
@@ -193,20 +198,20 @@ def test_bad_checkpoint_lists_every_problem_before_loading(tmp_path):
 def test_named_model_must_match_config(dense):
   _, path = dense
   with pytest.raises(gemma4.CheckpointError, match='embed_dim is 64 in the file, 1536 in the model'):
-    gemma4.load_checkpoint(path, gemma4.models.Gemma4_E2B())
+    load_float(path, gemma4.models.Gemma4_E2B())
 
 
 def test_layout_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='checkpoint not found'):
-    gemma4.load_checkpoint(tmp_path / 'nope')
+    load_float(tmp_path / 'nope')
   (tmp_path / 'x.bin').write_bytes(b'abcd')
   with pytest.raises(ValueError, match='unknown checkpoint layout.*not GGUF'):
-    gemma4.load_checkpoint(tmp_path / 'x.bin')
+    load_float(tmp_path / 'x.bin')
   with pytest.raises(ValueError, match=r'unknown checkpoint layout.*neither config\.json'):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
   (tmp_path / 'config.json').write_text('{"model_type": "llama"}')
   with pytest.raises(ValueError, match="model_type 'llama' is not a Gemma"):
-    gemma4.load_checkpoint(tmp_path)
+    load_float(tmp_path)
 
 
 def test_text_only_model_loads_the_decoder_of_a_multimodal_checkpoint(tmp_path, capsys):
@@ -214,7 +219,7 @@ def test_text_only_model_loads_the_decoder_of_a_multimodal_checkpoint(tmp_path, 
   model.language_model., encoders beside it, config.json with a text_config. A text_only
   model takes the decoder and says which encoder tensors it left."""
   src = _arange_checkpoint(tmp_path / 'text', DENSE)
-  text = gemma4.load_checkpoint(tmp_path / 'text')
+  text = load_float(tmp_path / 'text')
   mm = {'model.language_model.' + k.removeprefix('model.'): v for k, v in src.items()}
   mm['model.vision_tower.patch_embedder.input_proj.weight'] = np.zeros((4, 4), np.float32)
   mm['model.embed_audio.embedding_projection.weight'] = np.zeros((4, 4), np.float32)
@@ -225,7 +230,7 @@ def test_text_only_model_loads_the_decoder_of_a_multimodal_checkpoint(tmp_path, 
     json.dump({'model_type': 'gemma4', 'text_config': text_config,
                'vision_config': {}, 'audio_config': {}}, f)
   capsys.readouterr()
-  ckpt = gemma4.load_checkpoint(tmp_path / 'mm', model=text.model)
+  ckpt = load_float(tmp_path / 'mm', model=text.model)
   err = capsys.readouterr().err
   assert 'the vision tower (1 tensors) is not loaded: gemma4_hf is text_only' in err
   assert 'the audio tower (1 tensors) is not loaded: gemma4_hf is text_only' in err

@@ -13,6 +13,7 @@ Its feature extractor also differs (tests/test_audio.py); the model is fed gemma
 log-mel features here, so the comparison is of the towers and the key map.
 """
 
+import functools
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -24,6 +25,10 @@ from transformers.models.gemma4 import modeling_gemma4  # noqa: E402
 import gemma4  # noqa: E402
 from gemma4 import audio, conformer, media, multimodal  # noqa: E402
 from gemma4.transformer import forward  # noqa: E402
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 from tests.test_checkpoint_hf import DENSE, VOCAB, randomize  # noqa: E402
 
 TINY_AUDIO = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, output_proj_dims=48)
@@ -63,7 +68,7 @@ def official_transformers(monkeypatch):
 def test_audio_tower_loads_and_matches_transformers_within_1e4(hf, official_transformers):
   """Soft tokens (up to 3.5) measured 2.4e-6 from transformers', logits 1.4e-5."""
   hf_model, path = hf
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   model, params = ckpt.model, ckpt.params
   assert model.has_audio and not model.has_vision
   assert model.config.audio == gemma4.config.AudioConfig(**{
@@ -105,7 +110,7 @@ def test_as_shipped_transformers_attends_12_keys(hf):
   official's) from the 13th token on: the window differs. The first 12 tokens agree
   within 1e-4 (measured 1.9e-6), a later one differs by more than 1e-3 (measured 0.64)."""
   hf_model, path = hf
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   clip = CLIPS[0]
   feats, fmask = conformer.log_mel(jnp.asarray(clip[None]), jnp.asarray([len(clip)]))
   ours, _ = conformer.encode(ckpt.params['audio_encoder'], ckpt.model.config.audio,
@@ -119,9 +124,9 @@ def test_as_shipped_transformers_attends_12_keys(hf):
 
 def test_text_only_model_leaves_the_audio_tower(hf, capsys):
   _, path = hf
-  full = gemma4.load_checkpoint(path)
+  full = load_float(path)
   capsys.readouterr()
-  text = gemma4.load_checkpoint(path, model=gemma4.Model(full.model.config, dtype=jnp.float32,
+  text = load_float(path, model=gemma4.Model(full.model.config, dtype=jnp.float32,
                                                          name='mine'))
   assert 'the audio tower (' in capsys.readouterr().err
   assert 'audio_encoder' not in text.params and 'audio_encoder' in full.params

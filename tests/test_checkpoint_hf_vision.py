@@ -5,6 +5,7 @@ save_pretrained, load through `gemma4.load_checkpoint`; their soft tokens, and t
 of a prompt with two images given the same soft tokens, equal transformers' within 1e-4
 (float32); end to end (each side its own soft tokens), within 1e-3."""
 
+import functools
 import json
 import os
 
@@ -19,6 +20,10 @@ safetensors_numpy = pytest.importorskip('safetensors.numpy')
 import gemma4
 from gemma4 import images, media, multimodal
 from gemma4.transformer import forward
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 from tests.test_checkpoint_hf import DENSE, MOE, VOCAB, randomize
 
 TINY_VISION = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -96,7 +101,7 @@ def test_vision_tower_loads_and_matches_transformers_within_1e4_end_to_end_1e3(h
     token's 1e-5 rounding is amplified about 15x by the decoder.
   """
   hf_model, path = hf
-  ckpt = gemma4.load_checkpoint(path)
+  ckpt = load_float(path)
   model, params = ckpt.model, ckpt.params
   assert model.has_vision and model.config.vision.num_layers == 2
   patches = [images.preprocess(x, BUDGET) for x in IMAGES]
@@ -130,9 +135,9 @@ def test_vision_tower_loads_and_matches_transformers_within_1e4_end_to_end_1e3(h
 
 def test_text_only_model_leaves_the_vision_tower(hf, capsys):
   _, path = hf
-  full = gemma4.load_checkpoint(path)
+  full = load_float(path)
   capsys.readouterr()
-  text = gemma4.load_checkpoint(path, model=gemma4.Model(full.model.config, dtype=jnp.float32,
+  text = load_float(path, model=gemma4.Model(full.model.config, dtype=jnp.float32,
                                                          name='mine'))
   assert 'vision tower (' in capsys.readouterr().err
   assert 'vision_encoder' not in text.params and 'vision_encoder' in full.params
@@ -153,7 +158,7 @@ def test_differing_shared_clip_bounds_are_an_error_before_loading(tmp_path):
   tensors['model.vision_tower.encoder.layers.0.mlp.up_proj.input_min'] = np.array(-0.5, np.float32)
   safetensors_numpy.save_file(tensors, file)
   with pytest.raises(gemma4.CheckpointError) as e:
-    gemma4.load_checkpoint(path)
+    load_float(path)
   msg = str(e.value)
   assert 'differ (2)' in msg and 'layers.1.self_attn.v_proj.output_max = 9.5 but' in msg
   assert 'layers.0.mlp.up_proj.input_min = -0.5 but' in msg
@@ -168,7 +173,7 @@ def test_unsupported_vision_config_is_a_clear_error(tmp_path):
   with open(os.path.join(path, 'config.json'), 'w') as f:
     json.dump(raw, f)
   with pytest.raises(ValueError, match='num_key_value_heads 2 \\(expected 4'):
-    gemma4.load_checkpoint(path)
+    load_float(path)
 
 
 def test_missing_vision_tensor_is_named(tmp_path):
@@ -180,4 +185,4 @@ def test_missing_vision_tensor_is_named(tmp_path):
   safetensors_numpy.save_file(tensors, file)
   with pytest.raises(gemma4.CheckpointError,
                      match=r'missing tensor model\.vision_tower\.std_scale .*standardize/scale'):
-    gemma4.load_checkpoint(path)
+    load_float(path)

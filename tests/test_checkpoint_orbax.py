@@ -1,6 +1,7 @@
 """Official Orbax checkpoints, written with orbax as the official `save_params` writes them
 (StandardCheckpointer), in its three layouts, load to the identical tree (exact)."""
 
+import functools
 import os
 
 import jax
@@ -12,6 +13,10 @@ ocp = pytest.importorskip('orbax.checkpoint')
 import gemma4
 from gemma4 import models
 from gemma4.params import flatten
+
+# These tests check the file -> official tree mapping, so float weights (quantize=None);
+# int8 loads are tested in test_quant.py.
+load_float = functools.partial(gemma4.load_checkpoint, quantize=None)
 
 
 def _save(tree, path):
@@ -60,7 +65,7 @@ def test_official_layouts_load_to_identical_tree(tmp_path, layout):
           'flat': lambda: _flat_layout(params),
           'stacked': lambda: _stacked_layout(params, 3)}[layout]()
   _save(tree, tmp_path / 'ckpt')
-  ckpt = gemma4.load_checkpoint(tmp_path / 'ckpt', model)
+  ckpt = load_float(tmp_path / 'ckpt', model)
   assert ckpt.tokenizer is None
   assert _identical(ckpt.params, params)
 
@@ -69,7 +74,7 @@ def test_e2b_tree_with_kv_sharing_and_ple(tmp_path):
   model = models.tiny('e2b')
   params = jax.tree.map(np.asarray, model.init(2))
   _save(params, tmp_path / 'ckpt')
-  assert _identical(gemma4.load_checkpoint(tmp_path / 'ckpt', model).params, params)
+  assert _identical(load_float(tmp_path / 'ckpt', model).params, params)
 
 
 def test_orbax_needs_the_model_and_a_fitting_tree(tmp_path):
@@ -77,9 +82,9 @@ def test_orbax_needs_the_model_and_a_fitting_tree(tmp_path):
   params = jax.tree.map(np.asarray, model.init(0))
   _save(params, tmp_path / 'ckpt')
   with pytest.raises(ValueError, match='does not record the architecture'):
-    gemma4.load_checkpoint(tmp_path / 'ckpt')
+    load_float(tmp_path / 'ckpt')
   with pytest.raises(gemma4.CheckpointError, match='match no parameter'):
-    gemma4.load_checkpoint(tmp_path / 'ckpt', models.tiny('e2b'))
+    load_float(tmp_path / 'ckpt', models.tiny('e2b'))
 
 
 def test_tree_with_vision_and_audio_encoders_loads_with_a_multimodal_model(tmp_path):
@@ -88,4 +93,4 @@ def test_tree_with_vision_and_audio_encoders_loads_with_a_multimodal_model(tmp_p
   assert 'vision_encoder' in params and 'mm_input_projection' in params['embedder']
   assert 'audio_encoder' in params and 'audio_input_projection' in params['embedder']
   _save(params, tmp_path / 'ckpt')
-  assert _identical(gemma4.load_checkpoint(tmp_path / 'ckpt', model).params, params)
+  assert _identical(load_float(tmp_path / 'ckpt', model).params, params)

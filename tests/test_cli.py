@@ -18,35 +18,59 @@ GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), 'golden', 'gemma
 
 @pytest.fixture(scope='module')
 def default_ckpt():
-  return gemma4.load_default(progress=False)
+  """The default model in float32 (the golden's reference: `--quantize none`)."""
+  return gemma4.load_default(progress=False, quantize=None)
+
+
+@pytest.fixture(scope='module')
+def default_int8(default_ckpt):
+  """What the CLI loads by default on CPU (load-time quantization equals quantize_params:
+  test_quant.py)."""
+  return default_ckpt._replace(params=gemma4.quant.quantize_params(default_ckpt.params))
 
 
 @pytest.fixture
-def cached_load(monkeypatch, default_ckpt):
-  """load_checkpoint of the default file returns the module's copy (loads take ~15 s)."""
+def cached_load(monkeypatch, default_ckpt, default_int8):
+  """load_checkpoint of the default file returns the module's copies (loads take ~15 s)."""
   real = gemma4.load_checkpoint
   default = gemma4.default_checkpoint_path()
 
   def load(path, model=None, **kw):
     if os.fspath(path) == default and model is None and kw.get('dtype') is None:
-      return default_ckpt
+      cached = {'auto': default_int8, 'int8': default_int8, None: default_ckpt}
+      if kw.get('quantize', 'auto') in cached:
+        return cached[kw.get('quantize', 'auto')]
     return real(path, model, **kw)
   monkeypatch.setattr(gemma4, 'load_checkpoint', load)
 
 
 def test_sample_prints_the_greedy_continuation(cached_load, capsys, default_ckpt):
   case = GOLDEN['cases'][0]
-  assert cli.main(['sample', case['prompt'], '-n', '12', '--no-stream', '--cache-length', '256']) == 0
+  assert cli.main(['sample', case['prompt'], '-n', '12', '--no-stream', '--cache-length', '256',
+                   '--quantize', 'none']) == 0
   out, err = capsys.readouterr()
   want = default_ckpt.tokenizer.decode([s['id'] for s in case['steps'][:12]])
   assert out == case['prompt'] + want + '\n'
-  assert 'loaded gemma3_270m' in err and '12 new tokens' in err
+  assert 'loaded gemma3_270m' in err and 'float32 weights' in err and '12 new tokens' in err
   assert re.search(r'first token after [0-9.]+ s \(compile \+ prefill\), then [0-9.]+ tokens/s', err)
+
+
+def test_default_is_int8_says_so_and_prints_the_samplers_greedy_text(cached_load, capsys,
+                                                                     default_int8):
+  case = GOLDEN['cases'][0]
+  assert cli.main(['sample', case['prompt'], '-n', '12', '--no-stream', '--cache-length', '256']) == 0
+  out, err = capsys.readouterr()
+  sampler = gemma4.Gemma4Sampler(model=default_int8.model, params=default_int8.params,
+                                 tokenizer=default_int8.tokenizer, cache_length=256,
+                                 max_out_length=12, sampling=gemma4.sampling.Greedy())
+  assert out == case['prompt'] + sampler.sample(case['prompt'], max_new_tokens=12) + '\n'
+  assert 'int8 weights (--quantize none for float)' in err
 
 
 def test_stream_prints_the_same_text(cached_load, capsys, default_ckpt):
   case = GOLDEN['cases'][1]
-  assert cli.main(['sample', case['prompt'], '-n', '10', '--stream', '--cache-length', '256']) == 0
+  assert cli.main(['sample', case['prompt'], '-n', '10', '--stream', '--cache-length', '256',
+                   '--quantize', 'none']) == 0
   out, _ = capsys.readouterr()
   want = default_ckpt.tokenizer.decode([s['id'] for s in case['steps'][:10]])
   assert out == case['prompt'] + want + '\n'
@@ -397,7 +421,7 @@ def test_a_given_top_k_is_ignored_by_greedy_and_the_text_is_greedy(cached_load, 
                                                                    default_ckpt):
   case = GOLDEN['cases'][0]
   assert cli.main(['sample', case['prompt'], '-n', '12', '--no-stream', '--cache-length', '256',
-                   '--top-k', '5']) == 0
+                   '--top-k', '5', '--quantize', 'none']) == 0
   out, err = capsys.readouterr()
   want = default_ckpt.tokenizer.decode([s['id'] for s in case['steps'][:12]])
   assert out == case['prompt'] + want + '\n'

@@ -24,7 +24,7 @@ NEAR_TIE = 0.02
 
 @pytest.fixture(scope='module')
 def ckpt():
-  return gemma4.load_default()
+  return gemma4.load_default(quantize=None)  # float32: the reference the golden compares with
 
 
 def test_default_model_is_gemma3_270m(ckpt):

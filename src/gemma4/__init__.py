@@ -1,6 +1,6 @@
 """gemma4: a pure-JAX Gemma 4 decoder that takes the official parameters unchanged."""
 
-from gemma4 import audio, models, sampling
+from gemma4 import audio, models, quant, sampling
 from gemma4.config import PRESETS, TransformerConfig, get_preset
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model, from_reference
@@ -11,7 +11,7 @@ from gemma4.sampler import Gemma4Sampler, SamplerOutput, SamplingState
 from gemma4.tokenizer import Gemma4Tokenizer
 from gemma4.transformer import forward
 
-__all__ = ['audio', 'models', 'sampling', 'load_checkpoint', 'load_default', 'default_checkpoint_path', 'Checkpoint', 'CheckpointError', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
+__all__ = ['audio', 'models', 'quant', 'sampling', 'load_checkpoint', 'load_default', 'default_checkpoint_path', 'Checkpoint', 'CheckpointError', 'Gemma4Sampler', 'SamplerOutput', 'SamplingState',
            'Gemma4Tokenizer', 'PRESETS', 'TransformerConfig', 'get_preset', 'KVCache', 'init_cache',
            'Model', 'from_reference', 'check_params', 'init_params', 'param_specs',
            'forward']

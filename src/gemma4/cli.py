@@ -88,6 +88,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                  help='a SentencePiece .model file (default: the one in the checkpoint)')
   g.add_argument('--dtype', choices=('float32', 'bfloat16'),
                  help='parameter dtype (default: float32 for GGUF, the file\'s for HF)')
+  g.add_argument('--quantize', choices=('auto', 'int8', 'none'), default='auto',
+                 help="decoder weight format: auto (int8 on CPU, the float dtype elsewhere), "
+                      "int8 (per-channel), none (float weights in --dtype)")
   g.add_argument('--cache-length', type=int, default=4096, metavar='N',
                  help='KV cache length in tokens: prompt + history + output (default 4096)')
 
@@ -240,7 +243,8 @@ def _load(args):
   _status(f'loading {what}')
   t0 = time.perf_counter()
   try:
-    ckpt = gemma4.load_checkpoint(path, model, dtype=dtype)
+    ckpt = gemma4.load_checkpoint(path, model, dtype=dtype,
+                                  quantize=None if args.quantize == 'none' else args.quantize)
   except ImportError as e:  # e.g. orbax-checkpoint, or the default model's package
     raise CliError(_describe(e)) from e
   except _FILE_ERRORS as e:  # CheckpointError, and what damaged files raise below it
@@ -256,7 +260,8 @@ def _load(args):
   if tokenizer.vocab_size != ckpt.model.config.vocab_size:
     raise CliError(f'the tokenizer has {tokenizer.vocab_size} pieces but the model has a '
                    f'vocabulary of {ckpt.model.config.vocab_size}; they must match')
-  _status(f'loaded {ckpt.model.name} in {time.perf_counter() - t0:.1f} s')
+  _status(f'loaded {ckpt.model.name} in {time.perf_counter() - t0:.1f} s, {ckpt.weights} '
+          'weights' + (' (--quantize none for float)' if ckpt.weights == 'int8' else ''))
   return ckpt.model, ckpt.params, tokenizer
 
 

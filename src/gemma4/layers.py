@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gemma4 import quant
+
 
 def rms_norm(x: jax.Array, scale: jax.Array | None = None, eps: float = 1e-6,
              offset: float = 0.0) -> jax.Array:
@@ -49,7 +51,11 @@ _SHORT = 64  # up to this many tokens, broadcast the input over heads instead
 
 
 def rows_dot(w: jax.Array, x: jax.Array, preferred_element_type=None) -> jax.Array:
-  """x @ w.T for w [O, D] (contracted axis last) without moving w. x: [..., D] -> [..., O]."""
+  """x @ w.T for w [O, D] (contracted axis last) without moving w. x: [..., D] -> [..., O].
+
+  An int8 QTensor gives float32, whatever preferred_element_type."""
+  if quant.is_quantized(w):
+    return quant.dot(x, w)
   lead = x.shape[:-1]
   y = jax.lax.dot_general(w, x.reshape(-1, x.shape[-1]), (((1,), (1,)), ((), ())),
                           preferred_element_type=preferred_element_type)  # [O, M]
@@ -58,6 +64,8 @@ def rows_dot(w: jax.Array, x: jax.Array, preferred_element_type=None) -> jax.Arr
 
 def head_proj(x: jax.Array, w: jax.Array) -> jax.Array:
   """einsum('BTD,NDH->BTNH') that leaves w [N, D, H] in place for short inputs."""
+  if quant.is_quantized(w):
+    return quant.dot(x, w)
   b, t, d = x.shape
   if b * t > _SHORT:  # prefill: the weight copy is paid once for many tokens
     return jnp.einsum('BTD,NDH->BTNH', x, w)
@@ -69,15 +77,28 @@ def head_proj(x: jax.Array, w: jax.Array) -> jax.Array:
 def heads_out(x: jax.Array, w: jax.Array) -> jax.Array:
   """einsum('BTNH,NHD->BTD') as one 2-D matmul over N*H (w [N, H, D] is contiguous)."""
   b, t, n, h = x.shape
+  if quant.is_quantized(w):
+    return quant.dot(x.reshape(b, t, n * h), w)
   return (x.reshape(b * t, n * h) @ w.reshape(n * h, w.shape[-1])).reshape(b, t, -1)
 
 
 def gated_mlp(x: jax.Array, w_gating: jax.Array, w_linear: jax.Array) -> jax.Array:
   """GELU-tanh gated MLP. x: [..., D]; w_gating: [2, F, D]; w_linear: [F, D]."""
+  if quant.is_quantized(w_gating):
+    both = quant.dot(x, w_gating)  # [..., 2, F]
+    return quant.dot(jax.nn.gelu(both[..., 0, :], approximate=True) * both[..., 1, :], w_linear)
   f = w_gating.shape[1]
   both = rows_dot(w_gating.reshape(2 * f, w_gating.shape[2]), x)  # gate rows, then up rows
   gate, up = both[..., :f], both[..., f:]
   return (jax.nn.gelu(gate, approximate=True) * up) @ w_linear
+
+
+def project(x: jax.Array, w, spec: str) -> jax.Array:
+  """jnp.einsum(spec, x, w) for a weight whose contracted axes lead ('BTD,DP->BTP'),
+  or the fused int8 product where w is a QTensor."""
+  if quant.is_quantized(w):
+    return quant.dot(x, w)
+  return jnp.einsum(spec, x, w)
 
 
 def softcap(x: jax.Array, cap: float | None) -> jax.Array:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gemma4 import quant
 from gemma4.config import TransformerConfig
 
 
@@ -196,6 +197,13 @@ def check_params(cfg: TransformerConfig, params: Mapping[str, Any],
   for path in sorted(set(got) & set(expected)):
     shape, want = tuple(np.shape(got[path])), expected[path].shape
     leaf = got[path]  # an array, a ShapeDtypeStruct or a tracer (under a caller's jit)
+    if quant.is_quantized(leaf):  # its shape is the official one
+      if shape != want:
+        problems.append(f'wrong shape {path}: got {shape}, expected {want}')
+      if leaf.layout != quant.layout_for(path):
+        problems.append(f'wrong layout {path}: an int8 weight with layout {leaf.layout}, '
+                        f'expected {quant.layout_for(path)}')
+      continue
     got_dtype = jnp.dtype(leaf.dtype if hasattr(leaf, 'dtype') else np.asarray(leaf).dtype)
     if shape != want:
       problems.append(f'wrong shape {path}: got {shape}, expected {want}')

@@ -20,6 +20,7 @@ import numpy as np
 from gemma4 import audio as _audio
 from gemma4 import images as _images
 from gemma4 import media
+from gemma4 import quant
 from gemma4 import sampling as _sampling
 from gemma4.config import TransformerConfig
 from gemma4.kv_cache import KVCache, init_cache
@@ -514,7 +515,7 @@ class Gemma4Sampler:
     if last_state is not None:
       cache = last_state.cache
     else:
-      dtype = jax.tree.leaves(self.params)[0].dtype
+      dtype = quant.compute_dtype(self.params)
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
     soft = audio_soft = None
     if pictures is not None and any(pictures):

@@ -9,16 +9,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gemma4 import quant
 from gemma4.attention import attend, make_mask, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
 from gemma4.kv_cache import KVCache, scatter, write_slots
-from gemma4.layers import gated_mlp, head_proj, heads_out, rms_norm, rope, rows_dot, softcap
+from gemma4.layers import (gated_mlp, head_proj, heads_out, project, rms_norm, rope, rows_dot,
+                           softcap)
 from gemma4.moe import moe_mlp
 
 
 def embed(params: dict, tokens: jax.Array) -> jax.Array:
   """Token embeddings scaled by sqrt(D). tokens: [B, T] -> [B, T, D]."""
   table = params['embedder']['input_embedding']
+  if quant.is_quantized(table):  # float32 activations
+    return quant.take(table, tokens) * jnp.sqrt(jnp.float32(table.shape[1]))
   return table[tokens] * jnp.sqrt(table.shape[1]).astype(table.dtype)
 
 
@@ -27,10 +31,17 @@ def per_layer_inputs(params: dict, x: jax.Array, tokens: jax.Array) -> jax.Array
   p = params['embedder']
   table = p['per_layer_embeddings']  # [V, L, P]
   d, pdim = x.shape[-1], table.shape[-1]
-  w = p['per_layer_model_projection']['w'] * jnp.asarray(d ** -0.5, table.dtype)
-  proj = rms_norm(jnp.einsum('BTD,DLP->BTLP', x, w), p['per_layer_projection_norm']['scale'])
+  w = p['per_layer_model_projection']['w']
+  if quant.is_quantized(w):
+    proj = quant.dot(x, w) * jnp.float32(d ** -0.5)
+  else:  # the official order: the weight scaled in its own dtype
+    proj = jnp.einsum('BTD,DLP->BTLP', x, w * jnp.asarray(d ** -0.5, table.dtype))
+  proj = rms_norm(proj, p['per_layer_projection_norm']['scale'])
   tokens = jnp.where((tokens >= 0) & (tokens < table.shape[0]), tokens, 0)
-  y = table[tokens] * jnp.sqrt(pdim).astype(table.dtype)
+  if quant.is_quantized(table):
+    y = quant.take(table, tokens) * jnp.sqrt(jnp.float32(pdim))
+  else:
+    y = table[tokens] * jnp.sqrt(pdim).astype(table.dtype)
   return (proj + y) * jax.lax.rsqrt(2.0).astype(x.dtype)
 
 
@@ -41,8 +52,12 @@ def _project_kv(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str,
     k = v = head_proj(x, p['k_einsum']['w'])
   else:
     w = p['kv_einsum']['w']  # [2, K, D, H]
-    kv = head_proj(x, w.reshape(2 * w.shape[1], *w.shape[2:]))  # [B, T, 2K, H]
-    k, v = kv[:, :, :w.shape[1]], kv[:, :, w.shape[1]:]
+    if quant.is_quantized(w):
+      kv = quant.dot(x, w)  # [B, T, 2, K, H]
+      k, v = kv[:, :, 0], kv[:, :, 1]
+    else:
+      kv = head_proj(x, w.reshape(2 * w.shape[1], *w.shape[2:]))  # [B, T, 2K, H]
+      k, v = kv[:, :, :w.shape[1]], kv[:, :, w.shape[1]:]
   k = rms_norm(k, p[cfg.qk_norm_names[1]]['scale'] if cfg.qk_norm_with_scale else None,
                offset=cfg.norm_offset)
   if cfg.value_norm:
@@ -163,9 +178,9 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     x = x + a
     x = x + _ffw(p, x, cfg)
     if ple is not None:
-      g = jnp.einsum('BTD,DP->BTP', x, p['per_layer_input_gate']['w'])
+      g = project(x, p['per_layer_input_gate']['w'], 'BTD,DP->BTP')
       g = jax.nn.gelu(g, approximate=True) * ple[:, :, i]
-      g = jnp.einsum('BTP,PD->BTD', g, p['per_layer_projection']['w'])
+      g = project(g, p['per_layer_projection']['w'], 'BTP,PD->BTD')
       x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
     if cfg.skip_scale:
       x = x * p['skip_scale'].astype(x.dtype)

@@ -19,7 +19,9 @@ def default_checkpoint_path() -> str:
   return str(package.assemble())
 
 
-def load_default(dtype=None, progress: bool | None = None):
-  """`load_checkpoint` of the default model: (model, params, tokenizer), float32."""
+def load_default(dtype=None, progress: bool | None = None, quantize: str | None = 'auto'):
+  """`load_checkpoint` of the default model: (model, params, tokenizer); on CPU its
+  decoder weights in int8 (quantize='auto'), with quantize=None in float32."""
   from gemma4.checkpoints.load import load_checkpoint
-  return load_checkpoint(default_checkpoint_path(), dtype=dtype, progress=progress)
+  return load_checkpoint(default_checkpoint_path(), dtype=dtype, quantize=quantize,
+                         progress=progress)

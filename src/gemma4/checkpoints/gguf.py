@@ -444,7 +444,8 @@ def load_tokenizer(path) -> Gemma4Tokenizer:
   return tokenizer_from_reader(reader, architecture(metadata(reader), path), path)
 
 
-def load(path, model=None, dtype=None, progress: bool | None = None):
+def load(path, model=None, dtype=None, progress: bool | None = None,
+         quantize: str | None = None):
   """(model, params, tokenizer) from a GGUF file; see `gemma4.load_checkpoint`."""
   reader = open_reader(path)
   meta = metadata(reader)
@@ -465,5 +466,5 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
   params = plan.fill(GGUFTensors(reader), keymap.gguf_text_pieces(cfg), plan.target_shapes(model.param_specs()),
                         model.dtype, dropped=dropped, unused=keymap.unused_params(cfg),
                         what=f'GGUF file {os.path.basename(os.fspath(path))}',
-                        progress=progress)
+                        progress=progress, quantize=quantize)
   return model, params, tokenizer

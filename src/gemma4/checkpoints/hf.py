@@ -291,7 +291,8 @@ def load_tokenizer(path: str, family: str) -> Gemma4Tokenizer | None:
   return None
 
 
-def load(path, model=None, dtype=None, progress: bool | None = None):
+def load(path, model=None, dtype=None, progress: bool | None = None,
+         quantize: str | None = None):
   """(model, params, tokenizer) from a HF directory; see `gemma4.load_checkpoint`."""
   path = os.fspath(path)
   cfg = config_from_hf(read_config(path), os.path.join(path, 'config.json'))
@@ -333,5 +334,5 @@ def load(path, model=None, dtype=None, progress: bool | None = None):
     dropped['lm_head.weight'] = 'tied to the embedding'
   params = plan.fill(reader, pieces, plan.target_shapes(model.param_specs()),
                         model.dtype, dropped=dropped, unused=keymap.unused_params(cfg),
-                        what=f'checkpoint {path}', progress=progress)
+                        what=f'checkpoint {path}', progress=progress, quantize=quantize)
   return model, params, load_tokenizer(path, cfg.family)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
+from gemma4 import quant
 from gemma4.models import Model
 from gemma4.tokenizer import Gemma4Tokenizer
 
@@ -13,8 +14,13 @@ _ORBAX_MARKERS = ('_METADATA', '_CHECKPOINT_METADATA', 'manifest.ocdbt', 'checkp
 
 class Checkpoint(NamedTuple):
   model: Model
-  params: dict  # the official parameter tree
+  params: dict  # the official parameter tree (decoder weights as int8 QTensors if quantized)
   tokenizer: Gemma4Tokenizer | None  # None where the checkpoint carries none
+
+  @property
+  def weights(self) -> str:
+    """The weight format, for a status line: 'int8' or the float dtype's name."""
+    return quant.describe(self.params)
 
 
 def layout(path: str | os.PathLike) -> str:
@@ -60,7 +66,7 @@ def check_dtype(dtype: Any) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtype: Any = None,
-                    progress: bool | None = None) -> Checkpoint:
+                    quantize: str | None = 'auto', progress: bool | None = None) -> Checkpoint:
   """The model, its parameters in the official tree, and the tokenizer of a checkpoint.
 
   path: an official Orbax checkpoint directory (name the model: `model=Gemma4_E2B()`),
@@ -72,20 +78,26 @@ def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtyp
   dtype: the parameter dtype, float32, bfloat16 or float16 (default: the model's; for HF
     the file's f32 or bf16, for GGUF float32, since dequantized values are not bf16-exact);
     anything else raises before the checkpoint is opened.
+  quantize: the decoder weights' format. 'auto' (the default) picks the fastest one that
+    keeps quality on the default backend: 'int8' on CPU (per-channel int8 weights,
+    float32 activations: bench/RESULTS.md), the float `dtype` elsewhere. 'int8', or
+    None for float weights in `dtype` (the official tree exactly). The vision and audio
+    encoders, norms and the MoE router always stay in float.
   progress: a progress line on stderr (default: when stderr is a terminal).
   A checkpoint that does not fit raises CheckpointError listing every missing, unused or
   misshaped tensor before any weight is read.
   """
   check_dtype(dtype)
+  quantize = quant.resolve_format(quantize)
   if model is not None and not isinstance(model, Model):
     raise TypeError(f'model must be a gemma4 Model (e.g. gemma4.models.Gemma4_E2B()) or None, '
                     f'got {type(model).__name__} {model!r}')
   kind = layout(path)
   if kind == 'gguf':
     from gemma4.checkpoints import gguf
-    return Checkpoint(*gguf.load(path, model, dtype, progress))
+    return Checkpoint(*gguf.load(path, model, dtype, progress, quantize))
   if kind == 'hf':
     from gemma4.checkpoints import hf
-    return Checkpoint(*hf.load(path, model, dtype, progress))
+    return Checkpoint(*hf.load(path, model, dtype, progress, quantize))
   from gemma4.checkpoints import orbax  # needs orbax-checkpoint, imported only here
-  return Checkpoint(*orbax.load(path, model, dtype, progress))
+  return Checkpoint(*orbax.load(path, model, dtype, progress, quantize))

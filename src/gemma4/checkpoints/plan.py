@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gemma4 import quant
 from gemma4.params import flatten, is_encoder, unflatten
 
 # Tensors larger than this are placed on the device in row blocks of about this size.
@@ -193,6 +194,27 @@ def _fill_rows(reader: Reader, piece: Piece, host: np.ndarray) -> None:
     reader.release()
 
 
+def _quantized_rows(reader: Reader, piece: Piece, shape: tuple[int, ...],
+                    layout: quant.Layout) -> quant.QTensor:
+  """A big table whose row axis leads its layout, read and quantized row block by row
+  block into int8: no float copy of the whole table is ever made."""
+  out, k = shape[:layout.n_out], int(np.prod(shape[layout.n_out:]))
+  c = quant.chunks(k)
+  values = host_buffer((c, *out, k // c), np.int8)
+  scale = host_buffer(out, np.float32)
+  row_elems = max(1, int(np.prod(shape[1:])))
+  step = max(1, _BLOCK_BYTES // 4 // (4 * row_elems))  # float temporaries: 16 MiB blocks
+  for start in range(0, shape[0], step):
+    stop = min(start + step, shape[0])
+    block = _apply(piece, reader.read(piece.source, start, stop))
+    v, sc = quant.quantize_rows(np.asarray(block).reshape(stop - start, *out[1:], k))
+    values[:, start:stop] = np.moveaxis(v.reshape(*v.shape[:-1], c, k // c), -2, 0)
+    scale[start:stop] = sc
+    del block, v
+    reader.release()
+  return quant.QTensor(jax.device_put(values), jax.device_put(scale), tuple(shape), layout)
+
+
 def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
   return piece.fn(x) if piece.fn is not None else x
 
@@ -200,9 +222,11 @@ def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
 def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[int, ...]],
          dtype, *, dropped: Mapping[str, str] | None = None,
          unused: Mapping[str, str] | None = None, what: str = 'checkpoint',
-         progress: bool | None = None) -> dict:
+         progress: bool | None = None, quantize: str | None = None) -> dict:
   """The official parameter tree (nested dicts of jax arrays in `dtype`; encoder
   parameters in float32, as the official library keeps them) from `pieces`.
+  quantize: 'int8' makes each decoder weight of `gemma4.quant` an int8 QTensor as it is
+  read (big tables row block by row block), so the float weights never exist all at once.
 
   Checks the plan first (`check_plan`), then reads each tensor once, in file order.
   dropped: file tensors deliberately not used, with the reason.
@@ -217,14 +241,20 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   def dtype_of(target):
     return jnp.dtype(jnp.float32 if is_encoder(target) else dtype)
   total = sum(int(np.prod(target_shapes[t])) * dtype_of(t).itemsize for t in by_target)
-  bar = Progress(total, f'loading {what}', progress)  # counts what is read from the file
+  bar = Progress(total, f'loading {what}' + (f' as {quantize}' if quantize else ''), progress)  # counts what is read from the file
   flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype_of(t))
           for t, how in unused.items()}
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
     nbytes = int(np.prod(shape)) * dtype_of(target).itemsize
+    layout = quant.layout_for(target) if quantize else None
+    rows = len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES
+    if layout is not None and rows and layout.perm[0] == 0:
+      flat[target] = _quantized_rows(reader, group[0], shape, layout)
+      bar.add(nbytes)
+      continue
     host = host_buffer(shape, dtype_of(target))
-    if len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES:
+    if rows:
       _fill_rows(reader, group[0], host)
     else:
       for p in group:
@@ -235,8 +265,11 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
         host[p.index] = value
         del value
       reader.release()
-    flat[target] = jax.device_put(host)
-    flat[target].block_until_ready()
+    if layout is not None:
+      flat[target] = quant.quantize(host, layout)
+    else:
+      flat[target] = jax.device_put(host)
+      flat[target].block_until_ready()
     del host
     bar.add(nbytes)
   gc.collect()

@@ -1,0 +1,231 @@
+"""Weight-only int8: per-output-channel scales, activations kept in float32.
+
+A quantized parameter is a `QTensor` in place of the official array. It keeps the
+official (logical) shape for checks, and stores the weight with its contracted axes
+last and flattened, split into contiguous chunks of at most `CHUNK` columns:
+`values` [C, *out, K / C] int8 and `scale` [*out] float32, so that
+w[official] == transpose(values * scale) to within half a step of its row.
+
+Why this form (bench/quant_matvec.txt): XLA on CPU runs `x @ values.astype(f32).T *
+scale` as one loop that reads int8 and converts in registers, when the weight is
+[out, in] with `in` at most about 2048 and contiguous; any other form (an einsum over
+the official layout, a bf16 or int8 operand beside a float32 one) first writes a float32
+copy of the whole weight on every call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMATS = ('int8',)
+CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How an official weight maps to [out..., contracted...]: `perm` reorders its axes so
+  that the `n_out` output axes come first."""
+
+  perm: tuple[int, ...]
+  n_out: int
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class QTensor:
+  """An int8 weight with one float32 scale per output channel (see the module doc).
+
+  values: [C, *out, K // C] int8; scale: [*out] float32.
+  shape: the official shape of the weight it stands for; layout: how to get there.
+  """
+
+  values: jax.Array
+  scale: jax.Array
+  shape: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
+  layout: Layout = dataclasses.field(metadata=dict(static=True))
+
+  @property
+  def dtype(self):
+    return self.values.dtype
+
+  @property
+  def out_shape(self) -> tuple[int, ...]:
+    return tuple(self.scale.shape)
+
+  @property
+  def nbytes(self) -> int:
+    return int(self.values.size) * self.values.dtype.itemsize + int(self.scale.size) * 4
+
+  def dequantize(self, dtype=jnp.float32) -> jax.Array:
+    """The weight in its official layout and `dtype`."""
+    c, *out, kc = self.values.shape
+    w = jnp.moveaxis(self.values, 0, -2).reshape(*out, c * kc).astype(jnp.float32)
+    w = w * self.scale[..., None]
+    contracted = [self.shape[a] for a in self.layout.perm[self.layout.n_out:]]
+    w = w.reshape(*out, *contracted)
+    return jnp.transpose(w, np.argsort(self.layout.perm)).astype(dtype)
+
+
+def is_quantized(x: Any) -> bool:
+  return isinstance(x, QTensor)
+
+
+# The decoder weights that are quantized, by the last part of their path, and their
+# layout. Norms, scales, the MoE router and the encoders stay as they are.
+_LAYOUTS = {
+    'attn/q_einsum/w': Layout((0, 2, 1), 2),           # [N, D, H] -> [N, H | D]
+    'attn/k_einsum/w': Layout((0, 2, 1), 2),           # [K, D, H] -> [K, H | D]
+    'attn/kv_einsum/w': Layout((0, 1, 3, 2), 3),       # [2, K, D, H] -> [2, K, H | D]
+    'attn/attn_vec_einsum/w': Layout((2, 0, 1), 1),    # [N, H, D] -> [D | N, H]
+    'mlp/gating_einsum': Layout((0, 1, 2), 2),         # [2, F, D] -> [2, F | D]
+    'mlp/linear': Layout((1, 0), 1),                   # [F, D] -> [D | F]
+    'mlp2/gating_einsum': Layout((0, 1, 2), 2),
+    'mlp2/linear': Layout((1, 0), 1),
+    'mlp/gating_einsum/w': Layout((0, 1, 2, 3), 3),    # MoE [E, 2, H, D] -> [E, 2, H | D]
+    'mlp/linear/w': Layout((0, 2, 1), 2),              # MoE [E, H, D] -> [E, D | H]
+    'per_layer_input_gate/w': Layout((1, 0), 1),       # [D, P] -> [P | D]
+    'per_layer_projection/w': Layout((1, 0), 1),       # [P, D] -> [D | P]
+    'embedder/input_embedding': Layout((0, 1), 1),     # [V, D]: lookup and tied LM head
+    'embedder/per_layer_embeddings': Layout((0, 1, 2), 2),        # [V, L, P]: lookup
+    'embedder/per_layer_model_projection/w': Layout((1, 2, 0), 2),  # [D, L, P] -> [L, P | D]
+}
+
+
+def layout_for(path: str) -> Layout | None:
+  """The layout of the decoder weight at `path` ('layer_3/attn/q_einsum/w'), or None
+  for a parameter that stays in float."""
+  if path.startswith('embedder/'):
+    return _LAYOUTS.get(path)
+  if path.startswith('layer_'):
+    return _LAYOUTS.get(path.split('/', 1)[1])
+  return None
+
+
+def chunks(k: int) -> int:
+  """How many contiguous chunks a contracted size k is split into (k // chunks <= CHUNK
+  where k divides; one chunk otherwise)."""
+  for c in range(-(-k // CHUNK), k + 1):
+    if k % c == 0 and k // c <= CHUNK:
+      return c
+  return 1
+
+
+def quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[..., K] float -> int8 [..., K] and float32 scale [...]: symmetric, per row,
+  scale = max |row| / 127 (0 for a zero row), values = round(row / scale)."""
+  rows = np.asarray(rows, np.float32)
+  amax = np.max(np.abs(rows), axis=-1)
+  scale = (amax / 127.0).astype(np.float32)
+  inv = np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0).astype(np.float32)
+  values = np.clip(np.rint(rows * inv[..., None]), -127, 127).astype(np.int8)
+  return values, scale
+
+
+def quantize(w, layout: Layout) -> QTensor:
+  """An official-layout weight (NumPy or jax, any float dtype) as a QTensor."""
+  shape = tuple(np.shape(w))
+  w = np.transpose(np.asarray(w, np.float32), layout.perm)
+  out = w.shape[:layout.n_out]
+  k = int(np.prod(w.shape[layout.n_out:]))
+  values, scale = quantize_rows(w.reshape(*out, k))
+  return from_rows(values, scale, shape, layout)
+
+
+def from_rows(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...],
+              layout: Layout) -> QTensor:
+  """A QTensor from int8 rows [*out, K] and scales [*out] (already quantized)."""
+  *out, k = values.shape
+  c = chunks(k)
+  if c > 1:
+    values = np.ascontiguousarray(np.moveaxis(values.reshape(*out, c, k // c), -2, 0))
+  else:
+    values = values[None]
+  return QTensor(jax.device_put(values), jax.device_put(np.asarray(scale, np.float32)),
+                 tuple(shape), layout)
+
+
+def dot(x: jax.Array, q: QTensor) -> jax.Array:
+  """x [..., K] (K the flattened contracted axes) times the weight: [..., *out], float32.
+
+  Each chunk is `x_c @ values_c.astype(f32).T`, the form XLA CPU fuses (module doc);
+  the per-row scale multiplies the sum.
+  """
+  c, *out, kc = q.values.shape
+  lead = x.shape[:-1]
+  xs = x.reshape(-1, c, kc).astype(jnp.float32)
+  o = int(np.prod(out))
+  y = None
+  for i in range(c):
+    part = jnp.dot(xs[:, i], q.values[i].reshape(o, kc).astype(jnp.float32).T)
+    y = part if y is None else y + part
+  return (y * q.scale.reshape(o)).reshape(*lead, *out)
+
+
+def take(q: QTensor, ids: jax.Array) -> jax.Array:
+  """Rows of an embedding table (layout with the row axis first): [*ids.shape, ...] f32."""
+  c, v, *rest = q.values.shape
+  rows = jnp.moveaxis(q.values[:, ids], 0, -2)  # [*ids, *out_rest, C, Kc]
+  rows = rows.reshape(*rows.shape[:-2], -1).astype(jnp.float32)
+  return rows * q.scale[ids][..., None]
+
+
+def quantize_params(params: Mapping[str, Any], fmt: str = 'int8') -> dict:
+  """The decoder weights of an official tree (see `layout_for`) as QTensors; every other
+  leaf as it is. A tree already quantized is returned with its QTensors unchanged."""
+  check_format(fmt)
+
+  def walk(node, prefix):
+    if isinstance(node, Mapping):
+      return {k: walk(v, f'{prefix}/{k}' if prefix else str(k)) for k, v in node.items()}
+    layout = layout_for(prefix)
+    return quantize(node, layout) if layout is not None and not is_quantized(node) else node
+
+  return walk(params, '')
+
+
+def check_format(fmt) -> None:
+  if not isinstance(fmt, str) or fmt not in FORMATS:
+    raise ValueError(f'quantize={fmt!r} is not a weight format (expected one of '
+                     f'{", ".join(map(repr, FORMATS))})')
+
+
+def resolve_format(fmt) -> str | None:
+  """`load_checkpoint`'s quantize= argument: 'auto' becomes 'int8' on a CPU backend and
+  None (float weights) elsewhere; None and the FORMATS stay; anything else raises."""
+  if fmt is None:
+    return None
+  if isinstance(fmt, str) and fmt == 'auto':
+    return 'int8' if jax.default_backend() == 'cpu' else None
+  if not isinstance(fmt, str) or fmt not in FORMATS:
+    raise ValueError(f'quantize={fmt!r} is not a weight format (expected \'auto\', '
+                     f'{", ".join(map(repr, FORMATS))} or None for float weights)')
+  return fmt
+
+
+def describe(params: Mapping[str, Any]) -> str:
+  """'int8' for a tree with int8 decoder weights, else its float dtype's name."""
+  dtype = compute_dtype(params)
+  leaves = jax.tree.leaves(params, is_leaf=is_quantized)
+  return 'int8' if any(is_quantized(x) for x in leaves) else jnp.dtype(dtype).name
+
+
+def nbytes(params: Mapping[str, Any]) -> int:
+  """Bytes the parameter tree holds (QTensors: int8 values plus float32 scales)."""
+  total = 0
+  for leaf in jax.tree.leaves(params, is_leaf=is_quantized):
+    total += leaf.nbytes if is_quantized(leaf) else int(leaf.size) * leaf.dtype.itemsize
+  return total
+
+
+def compute_dtype(params: Mapping[str, Any]):
+  """The dtype activations (and the KV cache) take: float32 where the tree holds int8
+  weights, else the dtype of its first leaf (the embedding table)."""
+  leaves = jax.tree.leaves(params, is_leaf=is_quantized)
+  if any(is_quantized(x) for x in leaves):
+    return jnp.dtype(jnp.float32)
+  return leaves[0].dtype
