@@ -244,6 +244,9 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
   bar = Progress(total, f'loading {what}' + (f' as {quantize}' if quantize else ''), progress)  # counts what is read from the file
   flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype_of(t))
           for t, how in unused.items()}
+  for t in unused:
+    if quantize and quant.layout_for(t) is not None:
+      flat[t] = quant.quantize(flat[t], quant.layout_for(t))
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
     nbytes = int(np.prod(shape)) * dtype_of(target).itemsize
