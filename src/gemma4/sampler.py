@@ -240,6 +240,9 @@ class _Loop:
 
   def step(self, params, state: SamplingState) -> SamplingState:
     """Feeds each unfinished row's last token and samples the next one."""
+    # Tied to the state, the weights are not loop-invariant: XLA would otherwise hoist
+    # an int8 weight's conversion out of the decode loop and keep a float32 copy of it.
+    params, state = jax.lax.optimization_barrier((params, state))
     active = ~state.done
     logits, cache = forward(params, self.cfg, state.last_token[:, None],
                             valid=active[:, None], cache=state.cache, last_only=True)

@@ -72,11 +72,15 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   """One attention layer. x: [B, T, D] -> [B, T, D].
 
   shared: for a KV-shared layer, the key context of its source layer, else None.
-  cached: (keys, values, slot positions) of this layer's cache, or None.
+  cached: (keys, values, slot positions) of this layer's cache, or None; for one new
+    token per row (decode), also (its slots, the slot positions after the write).
   An unshared layer projects K/V for the new tokens and attends over its cache slots
-  followed by them. Returns the output, the key context (keys, values, key positions,
-  key validity, key vision blocks) for the layers sharing it, and the new tokens'
-  (keys, values) for the cache write (None for a shared layer).
+  followed by them; in decode it writes the token into the cache first and attends over
+  the cache alone, so that no step copies the cache (a token's slot held a position
+  outside its window, or nothing). Returns the output, the key context (keys, values,
+  key positions, key validity, key vision blocks) for the layers sharing it, and the new
+  tokens' (keys, values) for the cache write, or in decode the written (keys, values)
+  buffers (None for a shared layer).
   """
   base, proportion, scale = cfg.rope(kind)
   q = head_proj(x, p['q_einsum']['w'])
@@ -91,7 +95,11 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   else:
     new_kv = _project_kv(p, x, cfg, kind, ctx['positions'])
     context = (*new_kv, ctx['positions'], ctx['valid'], ctx['blocks'])
-    if cached is not None:  # the cached tokens first, then this chunk
+    if cached is not None and len(cached) == 5:  # decode: write, then attend the cache
+      ck, cv, _, idx, pos = cached
+      new_kv = (scatter(ck, idx, new_kv[0]), scatter(cv, idx, new_kv[1]))
+      context = (*new_kv, pos, pos >= 0, jnp.zeros_like(pos))
+    elif cached is not None:  # the cached tokens first, then this chunk
       ck, cv, cpos = cached
       old = (ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos))
       context = tuple(jnp.concatenate([a, b], axis=1) for a, b in zip(old, context))
@@ -159,18 +167,27 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
 
   x = embeds
   contexts, new_k, new_v = {}, list(cache.k) if cache else [], list(cache.v) if cache else []
-  write_idx = {}  # per layer kind: the cache slot of each new token [B, T]
+  write_idx, new_pos = {}, {}  # per layer kind: the cache slot of each new token [B, T]
   if cache is not None:
     write_idx = {kind: write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
                  for kind, buf in cache.pos.items()}
+    new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
+               for kind, buf in cache.pos.items()}
+  decode = cache is not None and t == 1
   for i, kind in enumerate(cfg.layer_types):
     p = params[f'layer_{i}']
     src = cfg.kv_source[i]
-    cached = (cache.k[i], cache.v[i], cache.pos[kind]) if cache is not None and src == i else None
+    cached = None
+    if cache is not None and src == i:
+      cached = (cache.k[i], cache.v[i], cache.pos[kind])
+      if decode:
+        cached += (write_idx[kind], new_pos[kind])
     h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
     a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
                                         contexts[src] if src != i else None, cached)
-    if cached is not None:
+    if cached is not None and decode:
+      new_k[i], new_v[i] = kv_new  # written before attending
+    elif cached is not None:
       new_k[i] = scatter(cache.k[i], write_idx[kind], kv_new[0])  # [batch, slots, kv_heads, key_size]
       new_v[i] = scatter(cache.v[i], write_idx[kind], kv_new[1])
     if cfg.use_post_attn_norm:
@@ -197,8 +214,6 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
 
   new_cache = None
   if cache is not None:
-    new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
-               for kind, buf in cache.pos.items()}
     next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
     new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
   return logits, new_cache
