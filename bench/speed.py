@@ -92,6 +92,18 @@ else:  # E2B-shaped, random weights: a bf16 "checkpoint" made and converted leaf
   flat = {}
   import ml_dtypes
   for path, s in flatten(model.param_specs()).items():  # the draws of gemma4.params.init_params
+    layout = quant.layout_for(path)
+    if s.init == 'embed' and fmt == 'int8':  # the big tables in row blocks, as a load reads them
+      rows, k = s.shape[0], int(np.prod(s.shape[layout.n_out:]))
+      values = np.empty((rows, *s.shape[1:layout.n_out], k), np.int8)
+      scale = np.empty(s.shape[:layout.n_out], np.float32)
+      for a in range(0, rows, 8192):
+        b = min(rows, a + 8192)
+        x = (0.25 * rng.standard_normal((b - a, *s.shape[1:]), dtype=np.float32)).astype(ml_dtypes.bfloat16)
+        values[a:b], scale[a:b] = quant.quantize_rows(x.reshape(b - a, *s.shape[1:layout.n_out], k))
+      flat[path] = quant.from_rows(values, scale, s.shape, layout)
+      del values, scale
+      continue
     if s.init in ('ones', 'zeros'):
       x = float(s.init == 'ones') + 0.1 * rng.standard_normal(s.shape)
     elif s.init == 'embed':
@@ -100,15 +112,14 @@ else:  # E2B-shaped, random weights: a bf16 "checkpoint" made and converted leaf
       fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
       x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
     x = x.astype(ml_dtypes.bfloat16)  # the checkpoint's bf16 values
-    layout = quant.layout_for(path)
     if fmt == 'int8' and layout is not None:
       flat[path] = quant.quantize(x, layout)
     else:
       flat[path] = jnp.asarray(x, model.dtype)
     del x
   params = unflatten(flat)
-  from gemma4.checkpoints import gguf  # a real vocabulary of 262144 pieces
-  tok = gguf.load_tokenizer(gemma4.default_checkpoint_path())
+  from tests import tokenizer_util  # the tokenizer official_e2b.py uses (262144 pieces)
+  tok = gemma4.Gemma4Tokenizer(str(tokenizer_util.build('/tmp/gemma4_bench_tok.model')))
 load_s = time.perf_counter() - t0
 load_peak = rss()
 param_bytes = quant.nbytes(params)
@@ -119,8 +130,9 @@ res = dict(load_s=load_s, load_peak_mib=load_peak, param_bytes=param_bytes,
 def sampler(cache, batch=False):
   return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tok,
                               sampling=gemma4.sampling.Greedy(), cache_length=cache,
-                              max_out_length=NEW + 1, pad_length=(16, 128, 1024))
-s = sampler(4096)
+                              max_out_length=NEW + 1, pad_length=(16, 128, 1024),
+                              forbidden_tokens=ARGS.get('forbidden'))
+s = sampler(ARGS.get('cache', 4096))
 run = lambda p, n: s.sample(p, max_new_tokens=n, return_state=True)
 res['first_call_s'], _ = timed(run, SHORT, 1)
 res['fixed_s'] = best(run, SHORT, 1)
@@ -239,10 +251,11 @@ print(json.dumps(res))
 
 
 def _child(python, code, args, env=None, timeout=1800):
+  """Runs `code` (or, for a list, that script and its flags) in a fresh `python`."""
   t0 = time.perf_counter()
+  cmd = [python, *code] if isinstance(code, list) else [python, '-c', code, json.dumps(args)]
   try:
-    out = subprocess.run([python, '-c', code, json.dumps(args)], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=timeout)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
   except subprocess.TimeoutExpired:
     return {'error': f'timed out after {timeout} s'}
   if out.returncode != 0:
@@ -344,6 +357,7 @@ def main():
   ap.add_argument('--oracle-python', default=os.path.expanduser('~/.cache/gemma4/oracle-py312/bin/python'))
   ap.add_argument('--only', choices=('270m', 'e2b'))
   ap.add_argument('--e2b-layers', type=int, default=10)
+  ap.add_argument('--e2b-rounds', type=int, help='rounds of the E2B-shaped model (default: --rounds)')
   ap.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
   args = ap.parse_args()
   llama = args.llama_python if os.path.exists(args.llama_python) else None
@@ -362,15 +376,19 @@ def main():
     if llama:
       plan['Gemma 3 270M']['llama.cpp'] = (llama, _LLAMA, dict(common, gguf=gguf, long_cache=True))
   if args.only != '270m':
-    e2b = dict(common, model='e2b', layers=args.e2b_layers, new=32)
+    e2b = dict(common, model='e2b', layers=args.e2b_layers, new=32, cache=1088,
+               forbidden=[1, 106, 50])  # as official_e2b.py: no end token stops a call
     plan['E2B-shaped'] = {'gemma4 int8': (sys.executable, _GEMMA4, dict(e2b, format='int8'))}
     if oracle:
-      env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src') + ':' + ROOT)
-      code = open(os.path.join(HERE, 'official_e2b.py')).read()
-      plan['E2B-shaped']['official'] = (oracle, code, dict(e2b), env)
+      env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+      script = [os.path.join(HERE, 'official_e2b.py'), '--layers', str(args.e2b_layers),
+                '--new', str(e2b['new']), '--cache-length', str(e2b['cache'])]
+      plan['E2B-shaped']['official'] = (oracle, script, {}, env)
   results = {m: {e: [] for e in engines} for m, engines in plan.items()}
   for rnd in range(args.rounds):
     for model, engines in plan.items():
+      if model == 'E2B-shaped' and rnd >= (args.e2b_rounds or args.rounds):
+        continue
       for name, spec in engines.items():
         python, code, cargs, *env = spec
         r = _child(python, code, cargs, env[0] if env else None)
@@ -390,6 +408,7 @@ def _ratio(results, model, a, b, key='decode_tps'):
 def _write(results, versions, args):
   lines = ['# Speed, side by side', '',
            f'Written by `bench/speed.py` on {time.strftime("%Y-%m-%d")} ({args.rounds} rounds, '
+           f'E2B-shaped: {args.e2b_rounds or args.rounds}; '
            'engines alternating, each in a fresh process; median (min-max) over rounds).', '',
            '## Machine and versions', '']
   lines += [f'- {k}: {v}' for k, v in versions.items() if v]
