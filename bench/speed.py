@@ -393,6 +393,8 @@ def main():
         python, code, cargs, *env = spec
         r = _child(python, code, cargs, env[0] if env else None)
         results[model][name].append(r)
+        with open(args.out + '.partial.jsonl', 'a') as f:  # survives an interrupted run
+          f.write(json.dumps(dict(round=rnd, model=model, name=name, result=r)) + '\n')
         print(f'round {rnd + 1}/{args.rounds} {model} {name}: '
               + (r.get('error') or f'decode {r.get("decode_tps", 0):.1f} tok/s, '
                  f'{r.get("wall_s", 0):.0f} s'), file=sys.stderr, flush=True)

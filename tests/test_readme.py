@@ -55,7 +55,11 @@ def check_checkpoints(ns, values, stdout, loaded):
   assert hf.model.config.family == 'gemma4' and hf.model.config.num_kv_shared_layers == 3
   assert orbax.tokenizer is None and ns['ckpt'] is orbax  # as the comment says
   assert orbax.model.config == gemma4.models.Gemma3_270M().config
-  assert {x.dtype for x in jax.tree.leaves(orbax.params)} == {np.dtype(jax.numpy.bfloat16)}
+  assert gguf.weights == hf.weights == orbax.weights == ns['ckpt'].weights == 'int8'  # on CPU
+  floats = [x for x in jax.tree.leaves(orbax.params, is_leaf=gemma4.quant.is_quantized)
+            if not gemma4.quant.is_quantized(x)]  # norms: the model's bfloat16
+  assert floats and {x.dtype for x in floats} == {np.dtype(jax.numpy.bfloat16)}
+  assert values[0] == 'int8'  # ckpt.weights of the default model
 
 
 def check_sampling(ns, values, stdout, loaded):
