@@ -1372,8 +1372,17 @@ def _checkpoint_cases(c: list) -> None:
   for label, dtype in (('bfloat16', jnp.bfloat16), ('float16-str', 'float16'),
                        ('float32-numpy', np.float32)):
     _ok(c, f'load-dtype-{label}', L + 'dtype', lambda ctx, d=dtype: load(
-        ctx.hf_dir('hf-good'), dtype=d), lambda ctx, ck, d=dtype: all(
+        ctx.hf_dir('hf-good'), dtype=d, quantize=None), lambda ctx, ck, d=dtype: all(
             jnp.dtype(x.dtype) == jnp.dtype(d) for x in _leaves(ck.params)))
+  # quantize
+  for label, value in (('int4', 'int4'), ('upper', 'INT8'), ('int', 8), ('bool', True),
+                       ('empty', '')):
+    _e(c, f'load-quantize-{label}', L + 'quantize', lambda ctx, v=value: load(
+        ctx.hf_dir('hf-good'), quantize=v), names=('quantize',))
+  _ok(c, 'load-quantize-int8', L + 'quantize', lambda ctx: load(
+      ctx.hf_dir('hf-good'), quantize='int8'), lambda ctx, ck: ck.weights == 'int8')
+  _ok(c, 'load-quantize-none', L + 'quantize', lambda ctx: load(
+      ctx.hf_dir('hf-good'), quantize=None), lambda ctx, ck: ck.weights == 'float32')
   _e(c, 'load-model-mismatch', L + 'model', lambda ctx: load(
       ctx.hf_dir('hf-good'), gemma4.models.Gemma4_E2B()), names=('model', 'gemma4_e2b'))
   _e(c, 'load-model-str', L + 'model', lambda ctx: load(ctx.hf_dir('hf-good'), 'e2b'),
