@@ -226,7 +226,7 @@ def test_gemma4_gguf_logits_match_transformers_within_1e4(tmp_path, kind):
   pytest.importorskip('transformers')
   from tests import test_checkpoint_hf as hf
   kw = hf.DENSE if kind == 'dense' else hf.MOE
-  model = hf._random_hf(kw, str(tmp_path / 'hf'), seed=3)
+  model = hf.random_hf(kw, str(tmp_path / 'hf'), seed=3)
   _hf_to_gguf(model, kw, tmp_path / 'm.gguf')
   ckpt = load_float(tmp_path / 'm.gguf')
   ids = np.random.default_rng(1).integers(5, hf.VOCAB, (1, 32))

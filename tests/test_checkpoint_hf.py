@@ -53,7 +53,7 @@ def randomize(model, seed=0):
   return g
 
 
-def _random_hf(kwargs, path, seed=0, **save):
+def random_hf(kwargs, path, seed=0, **save):
   """A random transformers Gemma4ForCausalLM (see `randomize`), saved to `path`."""
   torch.manual_seed(seed)
   model = transformers.Gemma4ForCausalLM(transformers.Gemma4TextConfig(**kwargs)).eval()
@@ -65,13 +65,13 @@ def _random_hf(kwargs, path, seed=0, **save):
 @pytest.fixture(scope='module')
 def dense(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('hf') / 'dense')
-  return _random_hf(DENSE, path), path
+  return random_hf(DENSE, path), path
 
 
 @pytest.fixture(scope='module')
 def moe(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('hf') / 'moe')
-  return _random_hf(MOE, path, seed=1, max_shard_size='100KB'), path  # sharded, with index
+  return random_hf(MOE, path, seed=1, max_shard_size='100KB'), path  # sharded, with index
 
 
 def _max_diff(hf_model, ckpt, seed=0):

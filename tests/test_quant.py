@@ -119,7 +119,7 @@ def test_auto_is_int8_on_cpu():
 def test_int8_hf_load_equals_quantize_params_of_the_float_load(tmp_path, monkeypatch, kind):
   hf_tests = pytest.importorskip('tests.test_checkpoint_hf')
   path = str(tmp_path / kind)
-  hf_tests._random_hf(getattr(hf_tests, kind), path)
+  hf_tests.random_hf(getattr(hf_tests, kind), path)
   monkeypatch.setattr('gemma4.checkpoints.plan._BLOCK_BYTES', 4096)  # tables in row blocks
   f = gemma4.load_checkpoint(path, quantize=None, progress=False)
   q = gemma4.load_checkpoint(path, quantize='int8', progress=False)
