@@ -9,10 +9,11 @@ w[official] == transpose(values * scale) to within half a step of its row.
 Why this form: XLA on CPU (jax 0.10.2) runs `x @ values.astype(f32).T * scale` for one
 row of x as one loop that reads int8 and converts in registers, when the weight is
 [out, in] with `in` contiguous and at most about 3000; beyond that, and in other forms,
-it first writes a transposed float32 copy of the whole weight on every call (measured
-here: 1536 x 2048 in 0.25 ms, 1536 x 4096 in 10.7 ms). With two or more rows it does
-not fuse either (the 262144 x 640 LM head: 15 ms for one row, 470 ms for two), which is
-why batched decode is not yet faster than one row (bench/RESULTS.md).
+it first writes a transposed float32 copy of the whole weight on every call
+(bench/quant_matvec.txt: 1536 x 2048 in 0.48 ms, 1536 x 4096 in 8.1 ms, 0.41 ms as two
+scanned chunks). With two or more rows it does not fuse either (the 262144 x 640 LM
+head: 9.9 ms for one row, 438 ms for two), which is why batched decode is not yet
+faster than one row (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -142,14 +143,15 @@ def quantize(w, layout: Layout) -> QTensor:
 def from_rows(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...],
               layout: Layout) -> QTensor:
   """A QTensor from int8 rows [*out, K] and scales [*out] (already quantized)."""
-  *out, k = values.shape
+  return QTensor(jax.device_put(np.ascontiguousarray(to_chunks(values))),
+                 jax.device_put(np.asarray(scale, np.float32)), tuple(shape), layout)
+
+
+def to_chunks(rows: np.ndarray) -> np.ndarray:
+  """int8 rows [..., K] as the stored chunks [C, ..., K / C] (a view; C = chunks(K))."""
+  k = rows.shape[-1]
   c = chunks(k)
-  if c > 1:
-    values = np.ascontiguousarray(np.moveaxis(values.reshape(*out, c, k // c), -2, 0))
-  else:
-    values = values[None]
-  return QTensor(jax.device_put(values), jax.device_put(np.asarray(scale, np.float32)),
-                 tuple(shape), layout)
+  return np.moveaxis(rows.reshape(*rows.shape[:-1], c, k // c), -2, 0)
 
 
 def dot(x: jax.Array, q: QTensor) -> jax.Array:
@@ -218,9 +220,8 @@ def resolve_format(fmt) -> str | None:
 
 def describe(params: Mapping[str, Any]) -> str:
   """'int8' for a tree with int8 decoder weights, else its float dtype's name."""
-  dtype = compute_dtype(params)
-  leaves = jax.tree.leaves(params, is_leaf=is_quantized)
-  return 'int8' if any(is_quantized(x) for x in leaves) else jnp.dtype(dtype).name
+  dtype = compute_dtype(params)  # float32 for an int8 tree
+  return 'int8' if _has_quantized(params) else jnp.dtype(dtype).name
 
 
 def nbytes(params: Mapping[str, Any]) -> int:
@@ -234,7 +235,10 @@ def nbytes(params: Mapping[str, Any]) -> int:
 def compute_dtype(params: Mapping[str, Any]):
   """The dtype activations (and the KV cache) take: float32 where the tree holds int8
   weights, else the dtype of its first leaf (the embedding table)."""
-  leaves = jax.tree.leaves(params, is_leaf=is_quantized)
-  if any(is_quantized(x) for x in leaves):
+  if _has_quantized(params):
     return jnp.dtype(jnp.float32)
-  return leaves[0].dtype
+  return jax.tree.leaves(params)[0].dtype
+
+
+def _has_quantized(params) -> bool:
+  return any(is_quantized(x) for x in jax.tree.leaves(params, is_leaf=is_quantized))

@@ -76,8 +76,8 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
     token per row (decode), also (its slots, the slot positions after the write).
   An unshared layer projects K/V for the new tokens and attends over its cache slots
   followed by them; in decode it writes the token into the cache first and attends over
-  the cache alone, so that no step copies the cache (a token's slot held a position
-  outside its window, or nothing). Returns the output, the key context (keys, values,
+  the cache alone instead of concatenating the cache with it (a token's slot held a
+  position outside its window, or nothing). Returns the output, the key context (keys, values,
   key positions, key validity, key vision blocks) for the layers sharing it, and the new
   tokens' (keys, values) for the cache write, or in decode the written (keys, values)
   buffers (None for a shared layer).

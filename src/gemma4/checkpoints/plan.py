@@ -208,7 +208,7 @@ def _quantized_rows(reader: Reader, piece: Piece, shape: tuple[int, ...],
     stop = min(start + step, shape[0])
     block = _apply(piece, reader.read(piece.source, start, stop))
     v, sc = quant.quantize_rows(np.asarray(block).reshape(stop - start, *out[1:], k))
-    values[:, start:stop] = np.moveaxis(v.reshape(*v.shape[:-1], c, k // c), -2, 0)
+    values[:, start:stop] = quant.to_chunks(v)
     scale[start:stop] = sc
     del block, v
     reader.release()
