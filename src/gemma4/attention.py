@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 
@@ -44,13 +46,39 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
   q: [B, T, N, H]; k, v: [B, S, K, H]; mask: [B, T, S] -> [B, T, N, H].
   Query head n uses kv head n // (N // K).
   """
+  return attend_parts(q, [(k, values_last(v), mask)], softcap)
+
+
+def values_last(v: jax.Array) -> jax.Array:
+  """Values [B, S, K, H] in the layout `attend_parts` takes: [B, K, H, S]."""
+  return jnp.transpose(v, (0, 2, 3, 1))
+
+
+def attend_parts(q: jax.Array, parts: Sequence[tuple[jax.Array, jax.Array, jax.Array]],
+                 softcap: float | None = None) -> jax.Array:
+  """`attend` over keys that come in parts (a cache, then the new tokens): one softmax
+  over all of them, without joining the keys into one buffer.
+
+  parts: (k, vt, mask) with keys k [B, S_i, K, H], values vt [B, K, H, S_i] (positions
+  last) and mask [B, T, S_i]. Both products then contract the operands' minor axes, the
+  form XLA CPU hands to its matrix library as the operands lie; values [B, S, K, H] made
+  it write a transposed copy of them on every call.
+  """
   b, t, n, h = q.shape
-  kh = k.shape[2]
+  kh = parts[0][0].shape[2]
   qg = q.reshape(b, t, kh, n // kh, h)
-  logits = jnp.einsum('BTKGH,BSKH->BTKGS', qg, k, preferred_element_type=jnp.float32)
-  if softcap is not None:
-    logits = jnp.tanh(logits / softcap) * softcap
-  logits = jnp.where(mask[:, :, None, None, :], logits, NEG_INF)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum('BTKGS,BSKH->BTKGH', probs, v)
+  logits = []
+  for k, _, mask in parts:
+    x = jnp.einsum('BTKGH,BSKH->BTKGS', qg, k, preferred_element_type=jnp.float32)
+    if softcap is not None:
+      x = jnp.tanh(x / softcap) * softcap
+    logits.append(jnp.where(mask[:, :, None, None, :], x, NEG_INF))
+  probs = jax.nn.softmax(jnp.concatenate(logits, axis=-1) if len(logits) > 1 else logits[0],
+                         axis=-1)
+  out, start = None, 0
+  for k, vt, _ in parts:
+    p = probs[..., start:start + k.shape[1]].astype(vt.dtype)
+    start += k.shape[1]
+    part = jnp.einsum('BTKGS,BKHS->BTKGH', p, vt)
+    out = part if out is None else out + part
   return out.reshape(b, t, n, h)

@@ -21,7 +21,9 @@ from gemma4.config import GLOBAL, LOCAL, TransformerConfig
 class KVCache:
   """Per-layer keys and values, slot positions per layer kind, next position per row.
 
-  k[i], v[i]: [B, S_i, K_i, H_i] for unshared layer i, None for a KV-shared layer.
+  k[i]: [B, S_i, K_i, H_i] and v[i]: [B, K_i, H_i, S_i] (slots last, the layout
+  `attention.attend_parts` reads without a copy) for unshared layer i, None for a
+  KV-shared layer.
   pos[kind]: [B, S_kind] int32, the position stored in each slot, -1 when empty.
   next_pos: [B] int32, the position the next input token of each row will take.
   """
@@ -62,9 +64,9 @@ def init_cache(cfg: TransformerConfig, batch_size: int, length: int,
       ks.append(None)
       vs.append(None)
       continue
-    shape = (batch_size, slots(cfg, kind, length), cfg.kv_heads(kind), cfg.key_size(kind))
-    ks.append(jnp.zeros(shape, dtype))  # [batch, slots, kv_heads, key_size]
-    vs.append(jnp.zeros(shape, dtype))
+    s, k, h = slots(cfg, kind, length), cfg.kv_heads(kind), cfg.key_size(kind)
+    ks.append(jnp.zeros((batch_size, s, k, h), dtype))  # [batch, slots, kv_heads, key_size]
+    vs.append(jnp.zeros((batch_size, k, h, s), dtype))  # [batch, kv_heads, key_size, slots]
   pos = {kind: jnp.full((batch_size, slots(cfg, kind, length)), -1, jnp.int32)
          for kind in (LOCAL, GLOBAL)}
   return KVCache(tuple(ks), tuple(vs), pos, jnp.zeros((batch_size,), jnp.int32))
@@ -88,3 +90,10 @@ def scatter(buf: jax.Array, idx: jax.Array, new: jax.Array) -> jax.Array:
   """buf[b, idx[b, t]] = new[b, t]; indices equal to buf.shape[1] are dropped."""
   rows = jnp.arange(buf.shape[0])[:, None]
   return buf.at[rows, idx].set(new.astype(buf.dtype), mode='drop')
+
+
+def scatter_last(buf: jax.Array, idx: jax.Array, new: jax.Array) -> jax.Array:
+  """buf[b, ..., idx[b, t]] = new[b, t] for a buffer with slots last (values [B, K, H, S]);
+  new: [B, T, K, H]; indices equal to buf.shape[-1] are dropped."""
+  rows = jnp.arange(buf.shape[0])[:, None]
+  return buf.at[rows, :, :, idx].set(new.astype(buf.dtype), mode='drop')

@@ -154,6 +154,20 @@ def to_chunks(rows: np.ndarray) -> np.ndarray:
   return np.moveaxis(rows.reshape(*rows.shape[:-1], c, k // c), -2, 0)
 
 
+def _materialized(xs: jax.Array) -> jax.Array:
+  """xs [1, ...] computed once, before the product that reads it.
+
+  XLA fuses the producer of a matrix-vector product's input (a norm, a GELU, the
+  transpose of an attention output) into the product's loop and recomputes it for
+  every weight element: the attention output projection of the 270M ran at 2 GB/s.
+  A conditional is a fusion boundary XLA keeps (an optimization_barrier is not, and a
+  conditional with equal branches is folded away). Its other branch gives what the
+  product gives when the first element is NaN: NaN everywhere, as NaN * 0 is NaN.
+  """
+  return jax.lax.cond(jnp.isnan(xs.reshape(-1)[0]), lambda a: jnp.full_like(a, jnp.nan),
+                      lambda a: a, xs)
+
+
 def dot(x: jax.Array, q: QTensor) -> jax.Array:
   """x [..., K] (K the flattened contracted axes) times the weight: [..., *out], float32.
 
@@ -166,6 +180,8 @@ def dot(x: jax.Array, q: QTensor) -> jax.Array:
   lead = x.shape[:-1]
   o = int(np.prod(out))
   xs = x.reshape(-1, c, kc).astype(jnp.float32)
+  if xs.shape[0] == 1:
+    xs = _materialized(xs)
   if c == 1:
     y = jnp.dot(xs[:, 0], q.values.reshape(o, kc).astype(jnp.float32).T)
   else:

@@ -242,7 +242,8 @@ class _Loop:
     """Feeds each unfinished row's last token and samples the next one."""
     # Tied to the state, the weights are not loop-invariant: XLA would otherwise hoist
     # an int8 weight's conversion out of the decode loop and keep a float32 copy of it.
-    params, state = jax.lax.optimization_barrier((params, state))
+    params, step = jax.lax.optimization_barrier((params, state.step))
+    state = dataclasses.replace(state, step=step)
     active = ~state.done
     logits, cache = forward(params, self.cfg, state.last_token[:, None],
                             valid=active[:, None], cache=state.cache, last_only=True)

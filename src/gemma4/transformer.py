@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 
 from gemma4 import quant
-from gemma4.attention import attend, make_mask, vision_blocks
+from gemma4.attention import attend_parts, make_mask, values_last, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
-from gemma4.kv_cache import KVCache, scatter, write_slots
+from gemma4.kv_cache import KVCache, scatter, scatter_last, write_slots
 from gemma4.layers import (gated_mlp, head_proj, heads_out, project, rms_norm, rope, rows_dot,
                            softcap)
 from gemma4.moe import moe_mlp
@@ -72,15 +72,15 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   """One attention layer. x: [B, T, D] -> [B, T, D].
 
   shared: for a KV-shared layer, the key context of its source layer, else None.
-  cached: (keys, values, slot positions) of this layer's cache, or None; for one new
-    token per row (decode), also (its slots, the slot positions after the write).
-  An unshared layer projects K/V for the new tokens and attends over its cache slots
-  followed by them; in decode it writes the token into the cache first and attends over
-  the cache alone instead of concatenating the cache with it (a token's slot held a
-  position outside its window, or nothing). Returns the output, the key context (keys, values,
-  key positions, key validity, key vision blocks) for the layers sharing it, and the new
-  tokens' (keys, values) for the cache write, or in decode the written (keys, values)
-  buffers (None for a shared layer).
+  cached: (keys, values, slot positions) of this layer's cache, or None.
+  An unshared layer projects K/V for the new tokens and attends over its cache slots and
+  them, as two parts of one softmax: the cache is read where it lies, neither joined
+  with the new tokens nor written before the caller writes them (a slot a new token
+  will take holds a position outside its window, or nothing). Returns the output, the
+  key context (parts of keys, values with positions last as `attend_parts` takes them,
+  key positions, key validity, key vision blocks)
+  for the layers sharing it, and the new tokens' (keys, values) (None for a shared
+  layer).
   """
   base, proportion, scale = cfg.rope(kind)
   q = head_proj(x, p['q_einsum']['w'])
@@ -94,21 +94,17 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
     context = shared
   else:
     new_kv = _project_kv(p, x, cfg, kind, ctx['positions'])
-    context = (*new_kv, ctx['positions'], ctx['valid'], ctx['blocks'])
-    if cached is not None and len(cached) == 5:  # decode: write, then attend the cache
-      ck, cv, _, idx, pos = cached
-      new_kv = (scatter(ck, idx, new_kv[0]), scatter(cv, idx, new_kv[1]))
-      context = (*new_kv, pos, pos >= 0, jnp.zeros_like(pos))
-    elif cached is not None:  # the cached tokens first, then this chunk
+    context = ((new_kv[0], values_last(new_kv[1]), ctx['positions'], ctx['valid'],
+                ctx['blocks']),)
+    if cached is not None:  # the cached tokens first, then this chunk
       ck, cv, cpos = cached
-      old = (ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos))
-      context = tuple(jnp.concatenate([a, b], axis=1) for a, b in zip(old, context))
-  k, v, k_pos, k_valid, k_block = context
+      context = ((ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos)),) + context
   bidir = kind == LOCAL and cfg.bidirectional_vision
-  mask = make_mask(ctx['positions'], k_pos, k_valid,
-                   cfg.sliding_window if kind == LOCAL else None,
-                   ctx['blocks'] if bidir else None, k_block if bidir else None)
-  out = attend(q, k, v, mask, cfg.attn_logits_softcap)
+  parts = [(k, v, make_mask(ctx['positions'], k_pos, k_valid,
+                            cfg.sliding_window if kind == LOCAL else None,
+                            ctx['blocks'] if bidir else None, k_block if bidir else None))
+           for k, v, k_pos, k_valid, k_block in context]
+  out = attend_parts(q, parts, cfg.attn_logits_softcap)
   return heads_out(out, p['attn_vec_einsum']['w']), context, new_kv
 
 
@@ -166,30 +162,24 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     ple = per_layer_inputs(params, embeds, tokens)
 
   x = embeds
-  contexts, new_k, new_v = {}, list(cache.k) if cache else [], list(cache.v) if cache else []
+  contexts, written = {}, {}  # written: each unshared layer's new (keys, values)
   write_idx, new_pos = {}, {}  # per layer kind: the cache slot of each new token [B, T]
   if cache is not None:
     write_idx = {kind: write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
                  for kind, buf in cache.pos.items()}
     new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
                for kind, buf in cache.pos.items()}
-  decode = cache is not None and t == 1
   for i, kind in enumerate(cfg.layer_types):
     p = params[f'layer_{i}']
     src = cfg.kv_source[i]
     cached = None
     if cache is not None and src == i:
       cached = (cache.k[i], cache.v[i], cache.pos[kind])
-      if decode:
-        cached += (write_idx[kind], new_pos[kind])
     h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
     a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
                                         contexts[src] if src != i else None, cached)
-    if cached is not None and decode:
-      new_k[i], new_v[i] = kv_new  # written before attending
-    elif cached is not None:
-      new_k[i] = scatter(cache.k[i], write_idx[kind], kv_new[0])  # [batch, slots, kv_heads, key_size]
-      new_v[i] = scatter(cache.v[i], write_idx[kind], kv_new[1])
+    if cached is not None:
+      written[i] = kv_new
     if cfg.use_post_attn_norm:
       a = rms_norm(a, p['post_attention_norm']['scale'], offset=cfg.norm_offset)
     x = x + a
@@ -202,6 +192,23 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     if cfg.skip_scale:
       x = x * p['skip_scale'].astype(x.dtype)
 
+  new_cache = None
+  if cache is not None:
+    # The new tokens go in once every layer has read the cache, and what is written
+    # depends on the last layer's output: XLA then updates each buffer in place. Where
+    # the write does not depend on the reads (an optimization_barrier does not count),
+    # XLA cannot order them and copies every cache buffer twice per step. A row whose
+    # output is already NaN writes NaN keys and values.
+    broken = jnp.isnan(jnp.sum(x[:, :, 0], axis=1))[:, None, None, None]  # [B, 1, 1, 1]
+    new_k, new_v = list(cache.k), list(cache.v)
+    for i, (k, v) in written.items():
+      idx = write_idx[cfg.layer_types[i]]
+      k, v = (jnp.where(broken, jnp.nan, a) for a in (k, v))
+      new_k[i] = scatter(new_k[i], idx, k)  # [batch, slots, kv_heads, key_size]
+      new_v[i] = scatter_last(new_v[i], idx, v)  # [batch, kv_heads, key_size, slots]
+    next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
+    new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
+
   x = rms_norm(x, params['final_norm']['scale'], offset=cfg.norm_offset)
   if last_only:
     last = jnp.maximum(jnp.sum(valid, axis=-1) - 1, 0)
@@ -211,9 +218,4 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
   logits = softcap(logits, cfg.final_logit_softcap)
   if last_only:
     logits = logits[:, 0]
-
-  new_cache = None
-  if cache is not None:
-    next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
-    new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
   return logits, new_cache
