@@ -2,8 +2,10 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from gemma4.attention import attend, make_mask, vision_blocks
+from gemma4.attention import (BLOCK, Keys, attend, attend_parts, make_mask, values_last,
+                              vision_blocks)
 
 
 def test_sliding_mask_covers_window_keys_itself_included():
@@ -66,3 +68,58 @@ def test_grouped_query_attention_within_1e5():
   got = attend(*(jnp.asarray(a, jnp.float32) for a in (q, k, v)), jnp.asarray(mask))
   np.testing.assert_allclose(got, np_attention(q, k, v, mask), atol=1e-5,
                              rtol=0)  # measured 3.4e-7
+
+
+def _parts_case(rng, s_cache, t=3, b=2):
+  q = rng.standard_normal((b, t, 4, 8))
+  kc, vc = rng.standard_normal((2, b, s_cache, 2, 8))
+  kn, vn = rng.standard_normal((2, b, t, 2, 8))
+  mask_c = rng.random((b, t, s_cache)) < 0.5
+  mask_n = np.tril(np.ones((t, t), bool))[None].repeat(b, 0)
+  return q, (kc, vc, mask_c), (kn, vn, mask_n)
+
+
+def _attend_two(q, cache, new, used=None):
+  """attend_parts over a cache part (read up to `used` when given) and a new part; the
+  cache part's mask comes from its slot index, as a mask_of of positions would."""
+  (kc, vc, mask_c), (kn, vn, mask_n) = cache, new
+  b, s = kc.shape[:2]
+  slots = jnp.broadcast_to(jnp.arange(s), (b, s))
+  f = lambda a: jnp.asarray(a, jnp.float32)
+  parts = [Keys(f(kc), values_last(f(vc)), slots, jnp.ones((b, s), bool), slots,
+                None if used is None else jnp.int32(used)),
+           Keys(f(kn), values_last(f(vn)), -1 - slots[:, :kn.shape[1]],
+                jnp.ones((b, kn.shape[1]), bool), slots[:, :kn.shape[1]])]
+
+  def mask_of(pos, valid, _):  # cache slots by index; the new part by -1 - index
+    cached = jnp.take_along_axis(jnp.asarray(mask_c), jnp.maximum(pos, 0)[:, None, :], 2)
+    fresh = jnp.take_along_axis(jnp.asarray(mask_n), jnp.maximum(-1 - pos, 0)[:, None, :], 2)
+    return jnp.where((pos >= 0)[:, None, :], cached, fresh) & valid[:, None, :]
+  return attend_parts(f(q), parts, mask_of)
+
+
+def test_attention_over_parts_equals_one_softmax_within_1e5():
+  """A cache part and a new part, merged as flash attention merges blocks, against one
+  softmax over the keys joined (numpy)."""
+  rng = np.random.default_rng(1)
+  q, cache, new = _parts_case(rng, 37)
+  got = _attend_two(q, cache, new)
+  joined = [np.concatenate([a, b], axis=-1 if i == 2 else 1)
+            for i, (a, b) in enumerate(zip(cache, new))]
+  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('s_cache, used', [(2500, 2500), (2500, 1500), (2500, 2049),
+                                           (3 * BLOCK, 2 * BLOCK + 1), (2500, 0)])
+def test_cache_read_in_blocks_up_to_used_within_1e5(s_cache, used):
+  """A cache part with `used` is read BLOCK slots at a time up to `used`, the last block
+  shifted back into bounds without counting a slot twice: equal to one softmax over the
+  first `used` cache slots and the new keys (numpy)."""
+  rng = np.random.default_rng(2)
+  q, cache, new = _parts_case(rng, s_cache)
+  kc, vc, mask_c = cache
+  got = _attend_two(q, cache, new, used=used)
+  joined = [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
+                           axis=-1 if i == 2 else 1)
+            for i, (a, b) in enumerate(zip(cache, new))]
+  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gemma4
+from gemma4.attention import BLOCK
 
 PRESETS = ['e2b', 'e4b', '26b_a4b', '31b']
 BOUND = 1e-4
@@ -51,6 +52,20 @@ def test_chunked_prefill_longer_than_window_equals_full_within_1e4(model):
   tokens = np.random.default_rng(1).integers(1, 5000, (1, 40)).astype(np.int32)
   chunked, _ = _run_chunks(m, params, tokens, [13, 9, 1, 17])
   assert np.abs(chunked - _full(m, params, tokens)).max() <= BOUND
+
+
+@pytest.mark.parametrize('preset', ['e2b', '31b'])
+def test_global_cache_read_in_blocks_equals_full_prefill_within_1e4(preset):
+  """A cache longer than attention.BLOCK (global layers read it in blocks up to the next
+  position; e2b's KV-shared layers read their source's blocks): a prefill of 1020
+  tokens, 10 decode steps across slot 1024 and a chunk of 60 equal one full prefill."""
+  m = gemma4.models.tiny(preset)
+  params = m.init(0)
+  tokens = np.random.default_rng(3).integers(1, 5000, (1, 1090)).astype(np.int32)
+  stepped, cache = _run_chunks(m, params, tokens, [1020] + [1] * 10 + [60],
+                               length=2 * BLOCK + 5)
+  assert np.abs(stepped - _full(m, params, tokens)).max() <= BOUND
+  np.testing.assert_array_equal(cache.next_pos, [1090])
 
 
 def test_padded_batch_rows_decode_as_alone_within_1e4(model):

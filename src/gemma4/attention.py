@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
   q: [B, T, N, H]; k, v: [B, S, K, H]; mask: [B, T, S] -> [B, T, N, H].
   Query head n uses kv head n // (N // K).
   """
-  return attend_parts(q, [(k, values_last(v), mask)], softcap)
+  return attend_parts(q, [Keys(k, values_last(v))], lambda *_: mask, softcap)
 
 
 def values_last(v: jax.Array) -> jax.Array:
@@ -54,31 +55,101 @@ def values_last(v: jax.Array) -> jax.Array:
   return jnp.transpose(v, (0, 2, 3, 1))
 
 
-def attend_parts(q: jax.Array, parts: Sequence[tuple[jax.Array, jax.Array, jax.Array]],
-                 softcap: float | None = None) -> jax.Array:
-  """`attend` over keys that come in parts (a cache, then the new tokens): one softmax
-  over all of them, without joining the keys into one buffer.
+@dataclasses.dataclass(frozen=True)
+class Keys:
+  """One part of the keys a query attends over (a cache, or the new tokens).
 
-  parts: (k, vt, mask) with keys k [B, S_i, K, H], values vt [B, K, H, S_i] (positions
-  last) and mask [B, T, S_i]. Both products then contract the operands' minor axes, the
-  form XLA CPU hands to its matrix library as the operands lie; values [B, S, K, H] made
-  it write a transposed copy of them on every call.
+  k: [B, S, K, H]; vt: the values [B, K, H, S] (slots last: both products then
+  contract the operands' minor axes, the form XLA CPU hands to its matrix library as
+  the operands lie; values [B, S, K, H] made it write a transposed copy every call).
+  pos, valid, block: [B, S] slot positions, validity and vision block ids.
+  used: None, or the number of leading slots that may hold keys ([] int32, a linear
+    cache's next position): then only those are read, BLOCK slots at a time.
+  """
+
+  k: jax.Array
+  vt: jax.Array
+  pos: jax.Array | None = None
+  valid: jax.Array | None = None
+  block: jax.Array | None = None
+  used: jax.Array | None = None
+
+
+BLOCK = 1024  # slots read per step of a part with `used`
+
+
+def attend_parts(q: jax.Array, parts: Sequence[Keys],
+                 mask_of: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+                 softcap: float | None = None) -> jax.Array:
+  """`attend` over keys that come in parts, one softmax over all of them, without
+  joining the keys into one buffer. q: [B, T, N, H] -> [B, T, N, H].
+
+  mask_of(pos, valid, block) [B, S] each -> [B, T, S]: which of those keys each query
+  sees. Each part gives the softmax's running max, sum and weighted values, merged as
+  flash attention merges blocks; a part with `used` is read up to it, in blocks, so its
+  cost follows the tokens it holds, not its size.
   """
   b, t, n, h = q.shape
-  kh = parts[0][0].shape[2]
-  qg = q.reshape(b, t, kh, n // kh, h)
-  logits = []
-  for k, _, mask in parts:
-    x = jnp.einsum('BTKGH,BSKH->BTKGS', qg, k, preferred_element_type=jnp.float32)
-    if softcap is not None:
-      x = jnp.tanh(x / softcap) * softcap
-    logits.append(jnp.where(mask[:, :, None, None, :], x, NEG_INF))
-  probs = jax.nn.softmax(jnp.concatenate(logits, axis=-1) if len(logits) > 1 else logits[0],
-                         axis=-1)
-  out, start = None, 0
-  for k, vt, _ in parts:
-    p = probs[..., start:start + k.shape[1]].astype(vt.dtype)
-    start += k.shape[1]
-    part = jnp.einsum('BTKGS,BKHS->BTKGH', p, vt)
-    out = part if out is None else out + part
-  return out.reshape(b, t, n, h)
+  qg = _grouped(q, parts[0].k.shape[2])
+  total = None
+  for part in parts:
+    if part.used is not None and part.k.shape[1] > BLOCK:
+      stats = _blocked_stats(qg, part, mask_of, softcap)
+    else:
+      stats = _stats(qg, part.k, part.vt, mask_of(part.pos, part.valid, part.block), softcap)
+    total = stats if total is None else _merge(total, stats)
+  m, l, o = total
+  return (o / l[..., None]).astype(parts[0].vt.dtype).reshape(b, t, n, h)
+
+
+def _grouped(q: jax.Array, kv_heads: int) -> jax.Array:
+  b, t, n, h = q.shape
+  return q.reshape(b, t, kv_heads, n // kv_heads, h)
+
+
+def _logits(qg, k, mask, softcap):
+  """[B, T, K, G, S] float32, masked."""
+  x = jnp.einsum('BTKGH,BSKH->BTKGS', qg, k, preferred_element_type=jnp.float32)
+  if softcap is not None:
+    x = jnp.tanh(x / softcap) * softcap
+  return jnp.where(mask[:, :, None, None, :], x, NEG_INF)
+
+
+def _stats(qg, k, vt, mask, softcap):
+  """(max [B, T, K, G], sum of exp [B, T, K, G], weighted values [B, T, K, G, H])."""
+  x = _logits(qg, k, mask, softcap)
+  m = jnp.max(x, axis=-1)
+  e = jnp.exp(x - m[..., None])
+  o = jnp.einsum('BTKGS,BKHS->BTKGH', e.astype(vt.dtype), vt,
+                 preferred_element_type=jnp.float32)
+  return m, jnp.sum(e, axis=-1), o
+
+
+def _merge(a, b):
+  """The stats of two disjoint sets of keys as those of their union."""
+  (ma, la, oa), (mb, lb, ob) = a, b
+  m = jnp.maximum(ma, mb)
+  wa, wb = jnp.exp(ma - m), jnp.exp(mb - m)
+  return m, la * wa + lb * wb, oa * wa[..., None] + ob * wb[..., None]
+
+
+def _blocked_stats(qg, part: Keys, mask_of, softcap):
+  """`_stats` of the first `part.used` slots, BLOCK at a time in a loop. The last block
+  starts at most at S - BLOCK (a slice stays in bounds) and skips the slots it shares
+  with the one before; slots from `used` on are masked."""
+  b, t, kh, g, h = qg.shape
+  s = part.k.shape[1]
+  slot = jnp.arange(BLOCK)
+
+  def body(j, acc):
+    first = j * BLOCK
+    start = jnp.minimum(first, s - BLOCK)
+    take = lambda x, axis: jax.lax.dynamic_slice_in_dim(x, start, BLOCK, axis)
+    fresh = ((start + slot >= first) & (start + slot < part.used))[None]
+    mask = mask_of(take(part.pos, 1), take(part.valid, 1) & fresh, take(part.block, 1))
+    return _merge(acc, _stats(qg, take(part.k, 1), take(part.vt, 3), mask, softcap))
+
+  init = (jnp.full((b, t, kh, g), NEG_INF, jnp.float32), jnp.zeros((b, t, kh, g), jnp.float32),
+          jnp.zeros((b, t, kh, g, h), jnp.float32))
+  count = (jnp.minimum(part.used, s) + BLOCK - 1) // BLOCK
+  return jax.lax.fori_loop(0, count, body, init)

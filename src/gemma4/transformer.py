@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gemma4 import quant
-from gemma4.attention import attend_parts, make_mask, values_last, vision_blocks
+from gemma4.attention import Keys, attend_parts, make_mask, values_last, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
 from gemma4.kv_cache import KVCache, scatter, scatter_last, write_slots
 from gemma4.layers import (gated_mlp, head_proj, heads_out, project, rms_norm, rope, rows_dot,
@@ -76,11 +76,10 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
   An unshared layer projects K/V for the new tokens and attends over its cache slots and
   them, as two parts of one softmax: the cache is read where it lies, neither joined
   with the new tokens nor written before the caller writes them (a slot a new token
-  will take holds a position outside its window, or nothing). Returns the output, the
-  key context (parts of keys, values with positions last as `attend_parts` takes them,
-  key positions, key validity, key vision blocks)
-  for the layers sharing it, and the new tokens' (keys, values) (None for a shared
-  layer).
+  will take holds a position outside its window, or nothing); a global layer reads its
+  cache only up to the next position. Returns the output, the key context
+  (`attention.Keys` parts) for the layers sharing it, and the new tokens' (keys, values)
+  (None for a shared layer).
   """
   base, proportion, scale = cfg.rope(kind)
   q = head_proj(x, p['q_einsum']['w'])
@@ -94,17 +93,21 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
     context = shared
   else:
     new_kv = _project_kv(p, x, cfg, kind, ctx['positions'])
-    context = ((new_kv[0], values_last(new_kv[1]), ctx['positions'], ctx['valid'],
-                ctx['blocks']),)
+    context = (Keys(new_kv[0], values_last(new_kv[1]), ctx['positions'], ctx['valid'],
+                    ctx['blocks']),)
     if cached is not None:  # the cached tokens first, then this chunk
       ck, cv, cpos = cached
-      context = ((ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos)),) + context
+      # A linear (global) cache holds positions below the next one at their own slots.
+      used = ctx['cache_next'] if kind != LOCAL else None
+      context = (Keys(ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos), used),) + context
   bidir = kind == LOCAL and cfg.bidirectional_vision
-  parts = [(k, v, make_mask(ctx['positions'], k_pos, k_valid,
-                            cfg.sliding_window if kind == LOCAL else None,
-                            ctx['blocks'] if bidir else None, k_block if bidir else None))
-           for k, v, k_pos, k_valid, k_block in context]
-  out = attend_parts(q, parts, cfg.attn_logits_softcap)
+
+  def mask_of(k_pos, k_valid, k_block):
+    return make_mask(ctx['positions'], k_pos, k_valid,
+                     cfg.sliding_window if kind == LOCAL else None,
+                     ctx['blocks'] if bidir else None, k_block if bidir else None)
+
+  out = attend_parts(q, context, mask_of, cfg.attn_logits_softcap)
   return heads_out(out, p['attn_vec_einsum']['w']), context, new_kv
 
 
@@ -154,6 +157,8 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     positions = start + count - (count >= 1)
   blocks = vision_blocks(vision_mask) if vision_mask is not None else jnp.zeros((b, t), jnp.int32)
   ctx = {'positions': positions.astype(jnp.int32), 'valid': valid, 'blocks': blocks}
+  if cache is not None:  # every row's cached positions lie below this
+    ctx['cache_next'] = jnp.max(cache.next_pos)
 
   ple = None
   if cfg.per_layer_input_dim:
