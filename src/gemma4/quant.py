@@ -26,6 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 FORMATS = ('int8',)
+
+# Compiler options for programs that multiply int8 weights by two or more rows (batched
+# decode, prefill): XLA CPU then hands the product, conversion included, to its matrix
+# library instead of writing a float32 copy of the weight first (the 262144 x 640 LM
+# head, 8 rows: 278 -> 39 ms; bench/quant_matvec.txt). One row is unchanged. A debug
+# option of XLA's, so `jit` takes it on every backend; only the CPU reads it.
+COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
 # fusing between 3072 and 4096 and writes a transposed float32 copy instead: 30x slower)
 

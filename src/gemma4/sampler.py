@@ -30,6 +30,8 @@ from gemma4.params import unwrap
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
 from gemma4.transformer import forward
 
+_jit = functools.partial(jax.jit, compiler_options=quant.COMPILER_OPTIONS)
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +262,7 @@ class _Loop:
         cache_full=jnp.zeros((), bool))
     return self.pick(logits, state, jnp.ones((b,), bool))
 
-  @functools.partial(jax.jit, static_argnums=0)
+  @functools.partial(_jit, static_argnums=0)
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
@@ -274,7 +276,7 @@ class _Loop:
                             valid=valid, cache=cache, last_only=True)
     return self.start(logits, cache, rng, out_zeros)
 
-  @functools.partial(jax.jit, static_argnums=0)
+  @functools.partial(_jit, static_argnums=0)
   def embed(self, params, tokens, soft, audio_soft):
     """Input embeddings [B, T, D] with the soft tokens at their slots, and the vision mask."""
     return merge_soft_tokens(params, tokens, soft, audio_soft)
@@ -287,14 +289,14 @@ class _Loop:
     return jnp.where(is_last[:, None], new, logits), cache
 
   # The first chunk must not take over a cache the caller still holds (a last_state).
-  chunk_keep = functools.partial(jax.jit, static_argnums=0)(chunk)
-  chunk_owned = functools.partial(jax.jit, static_argnums=0, donate_argnames='cache')(chunk)
+  chunk_keep = functools.partial(_jit, static_argnums=0)(chunk)
+  chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
 
-  @functools.partial(jax.jit, static_argnums=0)
+  @functools.partial(_jit, static_argnums=0)
   def jit_start(self, logits, cache, rng, out_zeros):
     return self.start(logits, cache, rng, out_zeros)
 
-  @functools.partial(jax.jit, static_argnums=0, donate_argnames='state')
+  @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
     """Decodes until every row ends, max_new_tokens are sampled or the cache is full."""
     state = jax.lax.while_loop(lambda s: self.going(s, max_new_tokens),
@@ -308,7 +310,7 @@ class _Loop:
                                logprobs=jnp.where(tokens != 0, state.logprobs, 0.0),
                                cache_full=stopped_full)
 
-  @functools.partial(jax.jit, static_argnums=0, donate_argnames='state')
+  @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def stream_step(self, params, state: SamplingState, max_new_tokens):
     """One step of `loop`: a decode step where its condition holds, else the state as
     it is; and that condition."""
@@ -316,7 +318,7 @@ class _Loop:
     state = jax.lax.cond(going, functools.partial(self.step, params), lambda s: s, state)
     return state, going
 
-  @functools.partial(jax.jit, static_argnums=0)
+  @functools.partial(_jit, static_argnums=0)
   def jit_finish(self, state, max_new_tokens):
     return self.finish(state, max_new_tokens)
 
