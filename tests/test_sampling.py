@@ -168,3 +168,18 @@ def test_validation_keeps_the_same_tokens():
   np.testing.assert_array_equal(
       sampling.TopkSampling(temperature=0.7, k=5).get_next_tokens(logits, key),
       jnp.take_along_axis(ids, pick[..., None], axis=-1)[..., 0])
+
+
+def test_argmax_equals_jnp_argmax_on_ties_nan_and_inf():
+  """sampling.argmax (two plain reductions) picks exactly what jnp.argmax picks: the first
+  of tied maxima, the first NaN, index 0 of an all -inf row."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 4, (6, 1000)).astype(np.float32)  # many ties
+  x[1, 17] = np.nan
+  x[1, 400] = np.nan
+  x[2] = -np.inf
+  x[3, 999] = np.inf
+  x[4, 5] = x[4, 900] = np.inf
+  got = sampling.argmax(jnp.asarray(x))
+  np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(x), axis=-1)))
+  np.testing.assert_array_equal(got[:5], [int(np.argmax(x[0])), 17, 0, 999, 5])

@@ -92,13 +92,24 @@ class SamplingMethod(abc.ABC):
     del vocab_size
 
 
+def argmax(logits: jax.Array) -> jax.Array:
+  """`jnp.argmax` over the last axis (the first maximum; the first NaN if any), as two
+  plain reductions: XLA CPU runs argmax's paired value-index reduction unvectorized,
+  1.2 ms over a 262144-token vocabulary, a twelfth of a 270M decode step."""
+  nan = jnp.isnan(logits)
+  hit = jnp.where(jnp.any(nan, axis=-1, keepdims=True), nan,
+                  logits == jnp.max(logits, axis=-1, keepdims=True))
+  index = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+  return jnp.min(jnp.where(hit, index, logits.shape[-1]), axis=-1)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Greedy(SamplingMethod):
   """The most likely token."""
 
   def get_next_tokens(self, logits, rng):
     del rng
-    return jnp.argmax(logits, axis=-1)
+    return argmax(logits)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -187,7 +198,7 @@ class Combined(SamplingMethod):
 
   def get_next_tokens(self, logits, rng):
     if self.temperature == 0:
-      return jnp.argmax(logits, axis=-1)
+      return argmax(logits)
     logits = logits.astype(jnp.float32) / self.temperature
     neg = jnp.finfo(logits.dtype).min
     if self.top_k is not None and self.top_k < logits.shape[-1]:
