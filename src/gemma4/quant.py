@@ -10,10 +10,10 @@ Why this form: XLA on CPU (jax 0.10.2) runs `x @ values.astype(f32).T * scale` f
 row of x as one loop that reads int8 and converts in registers, when the weight is
 [out, in] with `in` contiguous and at most about 3000; beyond that, and in other forms,
 it first writes a transposed float32 copy of the whole weight on every call
-(bench/quant_matvec.txt: 1536 x 2048 in 0.48 ms, 1536 x 4096 in 8.1 ms, 0.41 ms as two
+(bench/quant_matvec.txt: 1536 x 2048 in 0.33 ms, 1536 x 4096 in 9.9 ms, 0.40 ms as two
 scanned chunks). With two or more rows it does not fuse either (the 262144 x 640 LM
-head: 9.9 ms for one row, 438 ms for two), which is why batched decode is not yet
-faster than one row (bench/RESULTS.md).
+head: 9.4 ms for one row, 251 ms for two) unless compiled with `COMPILER_OPTIONS`
+(25 ms for two, 39 ms for eight): batched decode still gains little over one row.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ FORMATS = ('int8',)
 # Compiler options for programs that multiply int8 weights by two or more rows (batched
 # decode, prefill): XLA CPU then hands the product, conversion included, to its matrix
 # library instead of writing a float32 copy of the weight first (the 262144 x 640 LM
-# head, 8 rows: 278 -> 39 ms; bench/quant_matvec.txt). One row is unchanged. A debug
+# head, 8 rows: 290 -> 39 ms; bench/quant_matvec.txt). One row is unchanged. A debug
 # option of XLA's, so `jit` takes it on every backend; only the CPU reads it.
 COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
