@@ -107,3 +107,31 @@ def test_embeds_input_equals_token_input_within_1e4():
   np.testing.assert_allclose(a, b, atol=BOUND, rtol=0)  # same math, compiled apart: 1.1e-5
   with pytest.raises(ValueError, match='per-layer embeddings need tokens'):
     m.apply(params, None, embeds=gemma4.transformer.embed(params, tokens))
+
+
+@pytest.mark.parametrize('preset', ['gemma3_270m', 'e2b'])
+def test_decode_loop_updates_the_cache_in_place(preset):
+  """A jitted decode while_loop over `forward` (int8 weights, as the sampler runs it)
+  compiles to no copy of any cache buffer: the K/V writes update them in place. Writes
+  that did not depend on the attention reads made XLA copy every buffer twice a step."""
+  import collections
+  import dataclasses
+  import re
+  from gemma4 import quant
+  m = gemma4.models.tiny(preset)
+  cfg = dataclasses.replace(m.config, vocab_size=1024)
+  params = quant.quantize_params(dataclasses.replace(m, config=cfg).init(0))
+  cache = gemma4.init_cache(cfg, 1, 2 * BLOCK + 5, jnp.float32)
+
+  def body(c):
+    i, token, cache = c
+    logits, cache = gemma4.forward(params, cfg, token[:, None], cache=cache, last_only=True)
+    return i + 1, jnp.argmax(logits, -1).astype(jnp.int32), cache
+
+  run = jax.jit(lambda cache: jax.lax.while_loop(
+      lambda c: c[0] < 4, body, (0, jnp.ones((1,), jnp.int32), cache)), donate_argnums=0)
+  hlo = run.lower(cache).compile().as_text()
+  shapes = {'f32[%s]' % ','.join(map(str, b.shape)) for b in cache.k + cache.v if b is not None}
+  copies = collections.Counter(
+      s for s in re.findall(r'= (f32\[[0-9,]+\])\{[^}]*\} copy\(', hlo) if s in shapes)
+  assert shapes and not copies, copies

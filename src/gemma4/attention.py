@@ -61,7 +61,8 @@ class Keys:
 
   k: [B, S, K, H]; vt: the values [B, K, H, S] (slots last: both products then
   contract the operands' minor axes, the form XLA CPU hands to its matrix library as
-  the operands lie; values [B, S, K, H] made it write a transposed copy every call).
+  the operands lie; with values [B, S, K, H] the compiled decode step of jax 0.10.2
+  held a transposed copy of them per layer).
   pos, valid, block: [B, S] slot positions, validity and vision block ids.
   used: None, or the number of leading slots that may hold keys ([] int32, a linear
     cache's next position): then only those are read, BLOCK slots at a time.

@@ -86,14 +86,11 @@ def write_slots(positions: jax.Array, valid: jax.Array, num_slots: int,
   return jnp.where(valid & (positions < num_slots), positions, num_slots)
 
 
-def scatter(buf: jax.Array, idx: jax.Array, new: jax.Array) -> jax.Array:
-  """buf[b, idx[b, t]] = new[b, t]; indices equal to buf.shape[1] are dropped."""
+def scatter(buf: jax.Array, idx: jax.Array, new: jax.Array, slots_last: bool = False
+            ) -> jax.Array:
+  """buf[b, idx[b, t]] = new[b, t], or buf[b, ..., idx[b, t]] = new[b, t] with
+  `slots_last` (values [B, K, H, S]; new [B, T, K, H]); indices equal to the number of
+  slots are dropped."""
   rows = jnp.arange(buf.shape[0])[:, None]
-  return buf.at[rows, idx].set(new.astype(buf.dtype), mode='drop')
-
-
-def scatter_last(buf: jax.Array, idx: jax.Array, new: jax.Array) -> jax.Array:
-  """buf[b, ..., idx[b, t]] = new[b, t] for a buffer with slots last (values [B, K, H, S]);
-  new: [B, T, K, H]; indices equal to buf.shape[-1] are dropped."""
-  rows = jnp.arange(buf.shape[0])[:, None]
-  return buf.at[rows, :, :, idx].set(new.astype(buf.dtype), mode='drop')
+  at = buf.at[rows, :, :, idx] if slots_last else buf.at[rows, idx]
+  return at.set(new.astype(buf.dtype), mode='drop')

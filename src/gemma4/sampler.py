@@ -242,8 +242,9 @@ class _Loop:
 
   def step(self, params, state: SamplingState) -> SamplingState:
     """Feeds each unfinished row's last token and samples the next one."""
-    # Tied to the state, the weights are not loop-invariant: XLA would otherwise hoist
-    # an int8 weight's conversion out of the decode loop and keep a float32 copy of it.
+    # Tied to the step counter, the weights are not loop-invariant: XLA would otherwise
+    # hoist an int8 weight's conversion out of the decode loop and keep a float32 copy
+    # of it. (Tying the whole state made XLA copy the cache buffers.)
     params, step = jax.lax.optimization_barrier((params, state.step))
     state = dataclasses.replace(state, step=step)
     active = ~state.done

@@ -94,8 +94,8 @@ class SamplingMethod(abc.ABC):
 
 def argmax(logits: jax.Array) -> jax.Array:
   """`jnp.argmax` over the last axis (the first maximum; the first NaN if any), as two
-  plain reductions: XLA CPU runs argmax's paired value-index reduction unvectorized,
-  1.2 ms over a 262144-token vocabulary, a twelfth of a 270M decode step."""
+  plain reductions: XLA CPU runs argmax's paired value-index reduction unvectorized
+  (262144 logits: 1.38 ms against 0.67 ms, bench/decode_step.txt)."""
   nan = jnp.isnan(logits)
   hit = jnp.where(jnp.any(nan, axis=-1, keepdims=True), nan,
                   logits == jnp.max(logits, axis=-1, keepdims=True))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from gemma4 import quant
 from gemma4.attention import Keys, attend_parts, make_mask, values_last, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
-from gemma4.kv_cache import KVCache, scatter, scatter_last, write_slots
+from gemma4.kv_cache import KVCache, scatter, write_slots
 from gemma4.layers import (gated_mlp, head_proj, heads_out, project, rms_norm, rope, rows_dot,
                            softcap)
 from gemma4.moe import moe_mlp
@@ -168,12 +168,6 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
 
   x = embeds
   contexts, written = {}, {}  # written: each unshared layer's new (keys, values)
-  write_idx, new_pos = {}, {}  # per layer kind: the cache slot of each new token [B, T]
-  if cache is not None:
-    write_idx = {kind: write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
-                 for kind, buf in cache.pos.items()}
-    new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
-               for kind, buf in cache.pos.items()}
   for i, kind in enumerate(cfg.layer_types):
     p = params[f'layer_{i}']
     src = cfg.kv_source[i]
@@ -200,17 +194,23 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
   new_cache = None
   if cache is not None:
     # The new tokens go in once every layer has read the cache, and what is written
-    # depends on the last layer's output: XLA then updates each buffer in place. Where
-    # the write does not depend on the reads (an optimization_barrier does not count),
-    # XLA cannot order them and copies every cache buffer twice per step. A row whose
-    # output is already NaN writes NaN keys and values.
+    # depends on the last layer's output: XLA then updates each buffer in place
+    # (tests/test_decode.py counts the copies). Where the write did not depend on the
+    # reads, XLA could not order them and copied every cache buffer twice per step; an
+    # optimization_barrier did not order them either (jax 0.10.2). A row whose output
+    # is already NaN writes NaN keys and values.
     broken = jnp.isnan(jnp.sum(x[:, :, 0], axis=1))[:, None, None, None]  # [B, 1, 1, 1]
+    # per layer kind: the cache slot of each new token [B, T]
+    write_idx = {kind: write_slots(ctx['positions'], valid, buf.shape[1], ring=kind == LOCAL)
+                 for kind, buf in cache.pos.items()}
+    new_pos = {kind: scatter(buf, write_idx[kind], ctx['positions'])
+               for kind, buf in cache.pos.items()}
     new_k, new_v = list(cache.k), list(cache.v)
     for i, (k, v) in written.items():
       idx = write_idx[cfg.layer_types[i]]
       k, v = (jnp.where(broken, jnp.nan, a) for a in (k, v))
       new_k[i] = scatter(new_k[i], idx, k)  # [batch, slots, kv_heads, key_size]
-      new_v[i] = scatter_last(new_v[i], idx, v)  # [batch, kv_heads, key_size, slots]
+      new_v[i] = scatter(new_v[i], idx, v, slots_last=True)  # [batch, kv_heads, key_size, slots]
     next_pos = jnp.maximum(cache.next_pos, jnp.max(jnp.where(valid, ctx['positions'] + 1, 0), -1))
     new_cache = KVCache(tuple(new_k), tuple(new_v), new_pos, next_pos)
 
