@@ -42,15 +42,17 @@ def main(argv=None) -> int:
 
   if ROOT not in sys.path:
     sys.path.append(ROOT)  # for tests/; after PYTHONPATH, so gemma4 comes from there first
-  import gemma4
-  where = os.path.dirname(os.path.abspath(gemma4.__file__))
-  print(f'gemma4 from {where} ({_commit(where)})', flush=True)
   import jax
-  if not args.no_xla_cache:
+  if args.no_xla_cache:
+    os.environ['GEMMA4_COMPILE_CACHE'] = 'off'  # gemma4's own default cache too
+  else:
     jax.config.update('jax_compilation_cache_dir', os.path.join(os.environ.get(
         'GEMMA4_JAX_CACHE', os.path.expanduser('~/.cache/gemma4/jax-compilation-cache')),
         f'jax-{jax.__version__}'))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+  import gemma4
+  where = os.path.dirname(os.path.abspath(gemma4.__file__))
+  print(f'gemma4 from {where} ({_commit(where)})', flush=True)
   from tests import input_sweep as sweep
 
   cases = [c for c in sweep.CASES

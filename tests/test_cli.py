@@ -52,7 +52,9 @@ def test_sample_prints_the_greedy_continuation(cached_load, capsys, default_ckpt
   want = default_ckpt.tokenizer.decode([s['id'] for s in case['steps'][:12]])
   assert out == case['prompt'] + want + '\n'
   assert 'loaded gemma3_270m' in err and 'float32 weights' in err and '12 new tokens' in err
-  assert re.search(r'first token after [0-9.]+ s \(compile \+ prefill\), then [0-9.]+ tokens/s', err)
+  n_prompt = len(default_ckpt.tokenizer.encode(case['prompt'], add_bos=True))
+  assert re.search(rf'first token after [0-9.]+ s \(compiling [0-9.]+ s, prompt of {n_prompt} '
+                   r'tokens [0-9.]+ s = [0-9.]+ tokens/s\), then [0-9.]+ tokens/s', err)
 
 
 def test_default_is_int8_says_so_and_prints_the_samplers_greedy_text(cached_load, capsys,

@@ -146,12 +146,12 @@ def test_recompiles_neither_for_max_new_tokens_nor_within_a_bucket(model, tok):
   s = make(model, tok)
   s.sample('Hello', max_new_tokens=3)
   loop = s._loop(None)
-  n_prefill, n_loop = loop.prefill._cache_size(), loop.loop._cache_size()
+  n_prefill, n_loop = loop.prefill_owned._cache_size(), loop.loop._cache_size()
   s.sample('Hello world, the quick brown fox', max_new_tokens=7)  # same 16-token bucket
   s.sample('Hi', max_new_tokens=1)
-  assert (loop.prefill._cache_size(), loop.loop._cache_size()) == (n_prefill, n_loop)
+  assert (loop.prefill_owned._cache_size(), loop.loop._cache_size()) == (n_prefill, n_loop)
   s.sample('Hello world, the quick brown fox jumps over the lazy dog twice', max_new_tokens=2)
-  assert loop.prefill._cache_size() == n_prefill + 1  # the 32 bucket
+  assert loop.prefill_owned._cache_size() == n_prefill + 1  # the 32 bucket
 
 
 def test_full_cache_is_reported_not_silent(model, tok):

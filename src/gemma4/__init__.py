@@ -1,6 +1,10 @@
 """gemma4: a pure-JAX Gemma 4 decoder that takes the official parameters unchanged."""
 
-from gemma4 import audio, models, quant, sampling
+from gemma4 import compilation
+
+compilation.enable_cache()  # before anything here compiles (see gemma4/compilation.py)
+
+from gemma4 import audio, models, quant, sampling  # noqa: E402
 from gemma4.config import PRESETS, TransformerConfig, get_preset
 from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model, from_reference

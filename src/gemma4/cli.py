@@ -13,6 +13,7 @@ before the model loads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import struct
@@ -319,17 +320,17 @@ def _audio(args, prompt):
 
 
 def _stream(sampler, prompt, args, last_state=None, images=None, audio=None, show=True):
-  """Decodes the answer, printing it as it comes when `show`; returns (state, text, new
-  tokens, s to the first token, s after it)."""
-  t0 = time.perf_counter()
-  first = None
-  state = None
+  """Decodes the answer, printing it as it comes when `show`; returns (state, text,
+  Timing)."""
+  from gemma4 import compilation
+  t0, c0 = time.perf_counter(), compilation.compile_seconds()
+  first = c_first = state = None
   pieces = []
   for out in sampler.stream(prompt, images=images, audio=audio,
                             max_new_tokens=args.max_new_tokens,
                             rng=args.seed, last_state=last_state, return_state=True):
     if first is None:
-      first = time.perf_counter() - t0
+      first, c_first = time.perf_counter() - t0, compilation.compile_seconds() - c0
     pieces.append(out.text)
     if show:
       print(out.text, end='', flush=True)
@@ -337,7 +338,32 @@ def _stream(sampler, prompt, args, last_state=None, images=None, audio=None, sho
   if show:
     print(flush=True)
   n = int((state.predicted_tokens[0] != 0).sum())
-  return state, ''.join(pieces), n, first, time.perf_counter() - t0 - first
+  before = 0 if last_state is None else int(last_state.cache.next_pos[0])
+  # The cache holds the prompt and every new token but the last.
+  n_prompt = int(state.cache.next_pos[0]) - before - max(n - 1, 0)
+  rest = time.perf_counter() - t0 - first
+  c_rest = compilation.compile_seconds() - c0 - c_first
+  return state, ''.join(pieces), Timing(n_prompt, n, first, c_first, rest - c_rest)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """A reply's timings: prompt tokens and new tokens; seconds to the first new token and
+  the part of them spent compiling; seconds after it, compiling left out."""
+  n_prompt: int
+  n_new: int
+  first_s: float
+  compile_s: float
+  rest_s: float
+
+  def status(self) -> str:
+    prefill = self.first_s - self.compile_s
+    rate = f' = {self.n_prompt / prefill:.1f} tokens/s' if prefill > 0 else ''
+    out = (f'{self.n_new} new tokens; first token after {self.first_s:.2f} s (compiling '
+           f'{self.compile_s:.2f} s, prompt of {self.n_prompt} tokens {prefill:.2f} s{rate})')
+    if self.n_new > 1 and self.rest_s > 0:
+      out += f', then {(self.n_new - 1) / self.rest_s:.1f} tokens/s'
+    return out
 
 
 def _sample(args) -> int:
@@ -354,19 +380,13 @@ def _sample(args) -> int:
       print(prompt, end='', flush=True)
     # Piped, the text is printed at the end; decoding goes through the same stream so
     # that the time to the first token and the rate after it are reported either way.
-    _, text, n, first, rest = _stream(sampler, prompt, args, images=images, audio=clips,
-                                      show=stream)
+    _, text, timing = _stream(sampler, prompt, args, images=images, audio=clips, show=stream)
     if not stream:
       print(prompt + text)
   except ValueError as e:  # e.g. a prompt that does not fit, an image/placeholder mismatch
     raise CliError(str(e)) from e
-  _report(n, first, rest)
+  _status(timing.status())
   return 0
-
-
-def _report(n, first, rest):
-  rate = f', then {(n - 1) / rest:.1f} tokens/s' if n > 1 and rest > 0 else ''
-  _status(f'{n} new tokens; first token after {first:.2f} s (compile + prefill){rate}')
 
 
 def _demo(argv_rest) -> int:
@@ -397,7 +417,7 @@ def _chat(args) -> int:
       raise CliError(f'the conversation filled the cache ({args.cache_length} tokens): '
                      'start again with a larger --cache-length')
     try:
-      state, _, n, first, rest = _stream(sampler, prompt, args, last_state=state)
+      state, _, _ = _stream(sampler, prompt, args, last_state=state)
     except ValueError as e:  # e.g. the history plus this message no longer fits
       raise CliError(str(e)) from e
     # The turn's last sampled token is not in the cache (as in the official sampler):

@@ -263,7 +263,6 @@ class _Loop:
         cache_full=jnp.zeros((), bool))
     return self.pick(logits, state, jnp.ones((b,), bool))
 
-  @functools.partial(_jit, static_argnums=0)
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
@@ -276,6 +275,11 @@ class _Loop:
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
     return self.start(logits, cache, rng, out_zeros)
+
+  # Given a cache the caller does not hold (a new one), the prompt is written into it in
+  # place; a last_state's cache is kept as it is.
+  prefill_keep = functools.partial(_jit, static_argnums=0)(prefill)
+  prefill_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(prefill)
 
   @functools.partial(_jit, static_argnums=0)
   def embed(self, params, tokens, soft, audio_soft):
@@ -293,7 +297,7 @@ class _Loop:
   chunk_keep = functools.partial(_jit, static_argnums=0)(chunk)
   chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
 
-  @functools.partial(_jit, static_argnums=0)
+  @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
   def jit_start(self, logits, cache, rng, out_zeros):
     return self.start(logits, cache, rng, out_zeros)
 
@@ -314,14 +318,17 @@ class _Loop:
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def stream_step(self, params, state: SamplingState, max_new_tokens):
     """One step of `loop`: a decode step where its condition holds, else the state as
-    it is; and that condition."""
+    it is; that condition, and the first row's last token after it."""
     going = self.going(state, max_new_tokens)
     state = jax.lax.cond(going, functools.partial(self.step, params), lambda s: s, state)
-    return state, going
+    return state, going, state.last_token[0]
 
   @functools.partial(_jit, static_argnums=0)
   def jit_finish(self, state, max_new_tokens):
-    return self.finish(state, max_new_tokens)
+    """`finish`'s new fields (tokens, logprobs, cache_full): returning the cache from a
+    program that does not own it would copy it."""
+    state = self.finish(state, max_new_tokens)
+    return state.predicted_tokens, state.logprobs, state.cache_full
 
 
 def _check_int(value, name: str, low: int = 1) -> int:
@@ -563,7 +570,8 @@ class Gemma4Sampler:
     PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
     each other both ways is never split). owned: the cache is not the caller's."""
     if tokens.shape[1] <= PREFILL_CHUNK:
-      return loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft)
+      step = loop.prefill_owned if owned else loop.prefill_keep
+      return step(self.params, tokens, valid, cache, key, zeros, *soft)
     embeds = vision_mask = None
     if soft[0] is not None or soft[1] is not None:
       embeds, vision_mask = loop.embed(self.params, tokens, *soft)
@@ -634,20 +642,26 @@ class Gemma4Sampler:
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
     n = jnp.asarray(n, jnp.int32)
+    loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
     text = _IncrementalText(self.tokenizer)
+    token = int(state.last_token[0])  # the first token, sampled from the prompt
+    # The device runs one step ahead of the host: step k+1 is dispatched before step k's
+    # token is read, so it computes while the host makes a piece and the caller shows
+    # it. A step whose condition no longer holds leaves the state as it is.
+    pending = loop.stream_step(self.params, state, n)
     while True:
-      token = int(state.last_token[0])
-      # The next step is dispatched before this token's text is made and shown, so the
-      # device computes while the host decodes and the caller prints (and the step is
-      # compiled before the first token is shown, not after it).
-      state, going = loop.stream_step(self.params, state, n)
+      token = int(token)
       if token not in self._end:
         piece = text.add(token)
         if piece:
-          yield SamplerOutput(piece, state) if return_state else piece
+          yield SamplerOutput(piece, pending[0]) if return_state else piece
+      state, going, token = pending
+      pending = loop.stream_step(self.params, state, n)
       if not bool(going):  # the while_loop's own condition, before that step
         break
-    state = loop.jit_finish(state, n)
+    tokens, logprobs, cache_full = loop.jit_finish(pending[0], n)
+    state = dataclasses.replace(pending[0], predicted_tokens=tokens, logprobs=logprobs,
+                                cache_full=cache_full)
     rest = text.rest()
     if return_state:  # always: the caller needs the final state
       yield SamplerOutput(rest, state)

@@ -1,0 +1,72 @@
+"""Two or more rows times an int8 weight on XLA CPU: which form is fastest as the rows
+grow (batched decode: 2-8 rows; prefill: hundreds). Each form compiled with
+gemma4.quant.COMPILER_OPTIONS, median of warm calls, alternating forms per round:
+  f32 rows   x @ w.astype(f32).T * scale              (gemma4.quant.dot today)
+  bf16 rows  x.astype(bf16) @ w.astype(bf16).T * scale, accumulated in f32
+  int8 rows  x quantized per row to int8 (dynamic), int8 @ int8 -> int32, * both scales
+GB/s counts the int8 weight bytes read once per call.
+Not a test: `.venv/bin/python bench/quant_rows.py`; output kept in bench/quant_rows.txt.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gemma4 import quant
+
+
+def f32_rows(x, w, s):
+  return jnp.dot(x, w.astype(jnp.float32).T) * s
+
+
+def bf16_rows(x, w, s):
+  return jnp.dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16).T,
+                 preferred_element_type=jnp.float32) * s
+
+
+def int8_rows(x, w, s):
+  sx = jnp.max(jnp.abs(x), axis=-1, keepdims=True) / 127.0
+  xq = jnp.clip(jnp.round(x / jnp.where(sx > 0, sx, 1.0)), -127, 127).astype(jnp.int8)
+  y = jax.lax.dot_general(xq, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)
+  return y.astype(jnp.float32) * sx * s
+
+
+FORMS = {'f32 rows': f32_rows, 'bf16 rows': bf16_rows, 'int8 rows': int8_rows}
+
+
+def main(rounds=3, calls=5):
+  rng = np.random.default_rng(0)
+  print(f'JAX {jax.__version__} on {jax.devices()[0].platform}, {rounds} rounds x {calls} '
+        'warm calls, median (min-max of round medians)\n')
+  print('| weight [out, in] | rows | ' + ' | '.join(f'{f} ms (GB/s)' for f in FORMS) + ' |')
+  print('|---|---|' + '---|' * len(FORMS))
+  for (o, k) in [(2048, 640), (640, 2048), (6144, 1536), (1536, 6144), (262144, 640)]:
+    w = jnp.asarray(rng.integers(-127, 128, (o, k), dtype=np.int8))
+    s = jnp.asarray(rng.uniform(0.001, 0.01, o).astype(np.float32))
+    for m in (1, 2, 8, 64, 512):
+      if o * m > 262144 * 64:
+        continue
+      x = jnp.asarray(rng.standard_normal((m, k), np.float32))
+      fs = {n: jax.jit(f, compiler_options=quant.COMPILER_OPTIONS) for n, f in FORMS.items()}
+      for f in fs.values():
+        jax.block_until_ready(f(x, w, s))
+      per = {n: [] for n in fs}
+      for _ in range(rounds):
+        for n, f in fs.items():
+          ts = []
+          for _ in range(calls):
+            t = time.perf_counter()
+            jax.block_until_ready(f(x, w, s))
+            ts.append(time.perf_counter() - t)
+          per[n].append(np.median(ts) * 1e3)
+      cells = []
+      for n in fs:
+        med = float(np.median(per[n]))
+        cells.append(f'{med:.2f} ({min(per[n]):.2f}-{max(per[n]):.2f}; {o * k / med / 1e6:.1f})')
+      print(f'| {o} x {k} | {m} | ' + ' | '.join(cells) + ' |', flush=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,106 @@
+"""How gemma4's programs get compiled: a persistent compilation cache on disk, so that a
+second process reads the sampler's programs instead of compiling them again, and a meter
+of the seconds this process has spent compiling (so timings can leave them out).
+
+The cache is JAX's own (`jax_compilation_cache_dir`): its keys hold the program, the
+compile options, the XLA flags, the jax/jaxlib versions and the backend. The directory
+adds what those keys leave out on a CPU: the processor (its model and feature flags), so
+a home directory shared between different machines never serves one machine code built
+for another.
+
+`import gemma4` turns the cache on unless JAX already has a cache directory (set by the
+user through `jax.config` or `JAX_COMPILATION_CACHE_DIR`) or `GEMMA4_COMPILE_CACHE` says
+otherwise: a directory to use, or `off`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+
+ENV = 'GEMMA4_COMPILE_CACHE'
+# Programs that compile faster than this are not written (the many one-op programs of
+# eager array code); the sampler's own programs take longer.
+MIN_COMPILE_SECONDS = 0.2
+
+# JAX's duration events for the three stages of making a program (a cache hit is timed
+# within the backend stage).
+_COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+                   '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                   '/jax/core/compile/backend_compile_duration')
+_lock = threading.Lock()
+_seconds = 0.0
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  global _seconds
+  if event in _COMPILE_EVENTS:
+    with _lock:
+      _seconds += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def compile_seconds() -> float:
+  """Seconds this process has spent tracing, lowering and compiling programs (or
+  reading them from the cache) since gemma4 was imported."""
+  with _lock:
+    return _seconds
+
+
+def _processor() -> str:
+  """The processor's model and feature flags, as Linux reports them (else what the
+  platform module knows)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      lines = f.read().splitlines()
+  except OSError:
+    lines = []
+  fields = {}
+  for line in lines:
+    key, _, value = line.partition(':')
+    fields.setdefault(key.strip(), value.strip())
+  keep = [fields.get(k, '') for k in ('vendor_id', 'model name', 'flags', 'Features')]
+  return '\n'.join([platform.machine(), platform.processor(), *keep])
+
+
+def default_cache_dir() -> Path:
+  """~/.cache/gemma4/xla/<jax version>-<processor hash> (XDG_CACHE_HOME respected)."""
+  base = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache')
+  tag = hashlib.sha256(_processor().encode()).hexdigest()[:16]
+  return base / 'gemma4' / 'xla' / f'jax{jax.__version__}-{tag}'
+
+
+def enable_cache(path: str | os.PathLike | None = None) -> Path | None:
+  """Turns JAX's persistent compilation cache on at `path`, or where GEMMA4_COMPILE_CACHE
+  says, or at `default_cache_dir()`; returns the directory, or None when the variable
+  is `off`. A cache directory JAX already has is kept and returned.
+
+  Takes effect for programs compiled after it only if nothing was compiled before it in
+  this process (JAX decides once whether to use a cache), which is why `import gemma4`
+  calls it.
+  """
+  current = jax.config.jax_compilation_cache_dir
+  if path is None and current:
+    return Path(current)
+  setting = os.environ.get(ENV, '').strip()
+  if path is None and setting.lower() in ('off', '0', 'false', 'no'):
+    return None
+  where = Path(path or setting or default_cache_dir()).expanduser()
+  try:
+    where.mkdir(parents=True, exist_ok=True)
+  except OSError as e:  # compile as if there were no cache
+    if path is not None or setting:  # a place the user asked for: say why it is not used
+      warnings.warn(f'{ENV}={where}: cannot make the compilation cache there ({e}); '
+                    f'compiling without a cache', stacklevel=2)
+    return None
+  jax.config.update('jax_compilation_cache_dir', str(where))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_SECONDS)
+  return where
