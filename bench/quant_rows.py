@@ -1,9 +1,12 @@
 """Two or more rows times an int8 weight on XLA CPU: which form is fastest as the rows
 grow (batched decode: 2-8 rows; prefill: hundreds). Each form compiled with
 gemma4.quant.COMPILER_OPTIONS, median of warm calls, alternating forms per round:
-  f32 rows   x @ w.astype(f32).T * scale              (gemma4.quant.dot today)
-  bf16 rows  x.astype(bf16) @ w.astype(bf16).T * scale, accumulated in f32
-  int8 rows  x quantized per row to int8 (dynamic), int8 @ int8 -> int32, * both scales
+  gemma4.quant.dot  the code as it is (64-row blocks for 65-256 rows, 2048-column chunks)
+  f32 rows      x @ w.astype(f32).T * scale              (one product)
+  bf16 rows     x.astype(bf16) @ w.astype(bf16).T * scale, accumulated in f32
+  int8 rows     x quantized per row to int8 (dynamic), int8 @ int8 -> int32, * scales
+  reduce        (w.astype(f32)[:, None] * x[None]).sum(-1).T * scale (no dot)
+  scanned rows  each row its own fused matrix-vector product, rows in a lax.scan
 GB/s counts the int8 weight bytes read once per call.
 Not a test: `.venv/bin/python bench/quant_rows.py`; output kept in bench/quant_rows.txt.
 """
@@ -33,7 +36,23 @@ def int8_rows(x, w, s):
   return y.astype(jnp.float32) * sx * s
 
 
-FORMS = {'f32 rows': f32_rows, 'bf16 rows': bf16_rows, 'int8 rows': int8_rows}
+def reduce_rows(x, w, s):
+  return (w.astype(jnp.float32)[:, None, :] * x[None]).sum(-1).T * s
+
+
+def scanned_rows(x, w, s):
+  def one(_, row):
+    return None, jnp.dot(quant._materialized(row[None]), w.astype(jnp.float32).T)[0]
+  return jax.lax.scan(one, None, x)[1] * s
+
+
+def gemma4_dot(x, q, s):  # what gemma4.quant.dot does with these rows (ROW_BLOCK, chunks)
+  return quant.dot(x, q)
+
+
+FORMS = {'gemma4.quant.dot': gemma4_dot, 'f32 rows': f32_rows, 'bf16 rows': bf16_rows, 'int8 rows': int8_rows,
+         'reduce': reduce_rows, 'scanned rows': scanned_rows}
+SMALL_ONLY = ('reduce', 'scanned rows')  # 2 and 8 rows of the layer weights only (slow)
 
 
 def main(rounds=3, calls=5):
@@ -42,27 +61,33 @@ def main(rounds=3, calls=5):
         'warm calls, median (min-max of round medians)\n')
   print('| weight [out, in] | rows | ' + ' | '.join(f'{f} ms (GB/s)' for f in FORMS) + ' |')
   print('|---|---|' + '---|' * len(FORMS))
-  for (o, k) in [(2048, 640), (640, 2048), (6144, 1536), (1536, 6144), (262144, 640)]:
+  for (o, k) in [(2048, 640), (640, 2048), (12288, 1536), (1536, 6144), (262144, 640)]:
     w = jnp.asarray(rng.integers(-127, 128, (o, k), dtype=np.int8))
     s = jnp.asarray(rng.uniform(0.001, 0.01, o).astype(np.float32))
-    for m in (1, 2, 8, 64, 512):
+    q = quant.from_rows(np.asarray(w), np.asarray(s), (o, k), quant.Layout((0, 1), 1))
+    for m in (1, 2, 8, 64, 128, 256, 512):
       if o * m > 262144 * 64:
         continue
       x = jnp.asarray(rng.standard_normal((m, k), np.float32))
-      fs = {n: jax.jit(f, compiler_options=quant.COMPILER_OPTIONS) for n, f in FORMS.items()}
-      for f in fs.values():
-        jax.block_until_ready(f(x, w, s))
+      small = m in (2, 8) and o <= 12288
+      fs = {n: jax.jit(f, compiler_options=quant.COMPILER_OPTIONS) for n, f in FORMS.items()
+            if small or n not in SMALL_ONLY}
+      for n, f in fs.items():
+        jax.block_until_ready(f(x, q if n == 'gemma4.quant.dot' else w, s))
       per = {n: [] for n in fs}
       for _ in range(rounds):
         for n, f in fs.items():
           ts = []
           for _ in range(calls):
             t = time.perf_counter()
-            jax.block_until_ready(f(x, w, s))
+            jax.block_until_ready(f(x, q if n == 'gemma4.quant.dot' else w, s))
             ts.append(time.perf_counter() - t)
           per[n].append(np.median(ts) * 1e3)
       cells = []
-      for n in fs:
+      for n in FORMS:
+        if n not in fs:
+          cells.append('')
+          continue
         med = float(np.median(per[n]))
         cells.append(f'{med:.2f} ({min(per[n]):.2f}-{max(per[n]):.2f}; {o * k / med / 1e6:.1f})')
       print(f'| {o} x {k} | {m} | ' + ' | '.join(cells) + ' |', flush=True)

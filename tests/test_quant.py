@@ -64,6 +64,24 @@ def test_chunks_split_long_rows_into_equal_contiguous_parts():
                              rtol=1e-5, atol=1e-4)
 
 
+def test_dot_equals_the_dequantized_product_within_1e_5_for_every_row_count():
+  """One row (materialized), a few, ROW_BLOCK, the row-blocked range (65-256 rows, a
+  partial last block included) and beyond it; one and three column chunks; leading
+  axes kept. Relative to the largest output, against a float64 product."""
+  rng = np.random.default_rng(2)
+  for k in (640, 6144):
+    w = rng.standard_normal((96, k)).astype(np.float32)
+    t = quant.quantize(w, quant.Layout((0, 1), 1))
+    ref_w = np.asarray(t.dequantize(), np.float64)
+    for m in (1, 3, quant.ROW_BLOCK, quant.ROW_BLOCK + 1, 130, 4 * quant.ROW_BLOCK,
+              4 * quant.ROW_BLOCK + 3):
+      x = rng.standard_normal((m, k)).astype(np.float32)
+      want = x @ ref_w.T
+      got = np.asarray(jax.jit(quant.dot)(jnp.asarray(x)[None], t))[0]
+      assert got.shape == (m, 96)
+      assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (k, m)
+
+
 @pytest.mark.parametrize('preset', PRESETS)
 def test_int8_decoder_equals_dequantized_float32_within_2e_4(preset):
   model, _, q = _tiny(preset)

@@ -33,6 +33,13 @@ FORMATS = ('int8',)
 # head, 8 rows: 290 -> 39 ms; bench/quant_matvec.txt). One row is unchanged. A debug
 # option of XLA's, so `jit` takes it on every backend; only the CPU reads it.
 COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
+# Rows a product takes at once, from ROW_BLOCK + 1 to 4 * ROW_BLOCK rows: XLA CPU's
+# library product runs several times slower per row there than at 64 rows or at 512
+# (12288 x 1536 int8 weight: 64 rows 15 ms, 128 rows 144 ms, 512 rows 235 ms; 128 rows
+# in two blocks 33 ms; bench/quant_rows.txt). In the E2B-shaped prefill of a 128-token
+# bucket: 1.98 -> 1.45 s; of a 1024-token bucket, blocks were 1.7x slower, so longer
+# inputs go whole.
+ROW_BLOCK = 64
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
 # fusing between 3072 and 4096 and writes a transposed float32 copy instead: 30x slower)
 
@@ -182,23 +189,45 @@ def dot(x: jax.Array, q: QTensor) -> jax.Array:
   Each chunk is `x_c @ values_c.astype(f32).T`, the form XLA CPU fuses (module doc);
   several chunks run as a `lax.scan`, since XLA merges separate products over one
   operand back into a single one, which it no longer fuses. The per-row scale
-  multiplies the sum.
+  multiplies the sum. From ROW_BLOCK + 1 to 4 * ROW_BLOCK rows go ROW_BLOCK at a time.
   """
   c, *out, kc = q.values.shape
   lead = x.shape[:-1]
   o = int(np.prod(out))
   xs = x.reshape(-1, c, kc).astype(jnp.float32)
-  if xs.shape[0] == 1:
-    xs = _materialized(xs)
-  if c == 1:
-    y = jnp.dot(xs[:, 0], q.values.reshape(o, kc).astype(jnp.float32).T)
+  m = xs.shape[0]
+  if m == 1:
+    y = _product(_materialized(xs), q.values)
+  elif m <= ROW_BLOCK or m > 4 * ROW_BLOCK:
+    y = _product(xs, q.values)
   else:
-    def chunk(acc, part):
-      xc, wc = part
-      return acc + jnp.dot(xc, wc.reshape(o, kc).astype(jnp.float32).T), None
-    y, _ = jax.lax.scan(chunk, jnp.zeros((xs.shape[0], o), jnp.float32),
-                        (jnp.swapaxes(xs, 0, 1), q.values))
+    n = -(-m // ROW_BLOCK)
+    blocks = jnp.pad(xs, [(0, n * ROW_BLOCK - m), (0, 0), (0, 0)]).reshape(n, ROW_BLOCK, c, kc)
+
+    def block(i, y):
+      # Tied to the counter, the weight is not loop-invariant: XLA would otherwise hoist
+      # its conversion out of the loop and multiply a float32 copy.
+      values, i = jax.lax.optimization_barrier((q.values, i))
+      return y.at[i].set(_product(blocks[i], values))
+
+    y = jax.lax.fori_loop(0, n, block, jnp.zeros((n, ROW_BLOCK, o), jnp.float32))
+    y = y.reshape(n * ROW_BLOCK, o)[:m]
   return (y * q.scale.reshape(o)).reshape(*lead, *out)
+
+
+def _product(xs: jax.Array, values: jax.Array) -> jax.Array:
+  """xs [M, C, Kc] float32 times int8 values [C, *out, Kc], unscaled: [M, prod(out)]."""
+  c, *out, kc = values.shape
+  o = int(np.prod(out))
+  if c == 1:
+    return jnp.dot(xs[:, 0], values.reshape(o, kc).astype(jnp.float32).T)
+
+  def chunk(acc, part):
+    xc, wc = part
+    return acc + jnp.dot(xc, wc.reshape(o, kc).astype(jnp.float32).T), None
+  y, _ = jax.lax.scan(chunk, jnp.zeros((xs.shape[0], o), jnp.float32),
+                      (jnp.swapaxes(xs, 0, 1), values))
+  return y
 
 
 def take(q: QTensor, ids: jax.Array) -> jax.Array:
