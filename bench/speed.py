@@ -13,8 +13,12 @@ every figure is the median over the rounds with its spread (min-max). Greedy dec
   prefill       prompt tokens / warm 1-new-token call, prompts of ~100 and ~1000 tokens
   decode        (t(N+1 new) - t(1 new)) / N, warm; batch 1 and batch 8 (8 prompts)
   cache 4k/32k  decode with a KV cache of 4096 and of 32768 tokens
+  host          the part of the fixed call outside its compiled programs (wall time
+                minus the spans in which XLA ran one; a jax.profiler trace)
   stream        sampler.stream() tokens/s after its first piece, and the `gemma4` CLI's
                 own decode rate with stdout piped
+  CLI 1st token the `gemma4` CLI's time to its first token (after loading): a first
+                process with an empty compilation cache, then a second process
   peak RSS      the process's high-water mark; KV bytes: the cache of 4096 tokens
 Models: the real Gemma 3 270M (the default model, its Q4_K_M GGUF for every engine); an
 E2B-shaped model (E2B width, first 10 layers, no KV sharing, random weights), gemma4 vs
@@ -67,7 +71,9 @@ def prompt_of(count, n_tokens):
 '''
 
 _GEMMA4 = _COMMON + r'''
-import subprocess
+import subprocess, tempfile
+# A compilation cache of this process's own: its first call compiles, as a new user's does.
+os.environ['GEMMA4_COMPILE_CACHE'] = tempfile.mkdtemp(prefix='gemma4-bench-xla-')
 import jax, jax.numpy as jnp, numpy as np
 import gemma4
 from gemma4 import quant
@@ -137,6 +143,25 @@ run = lambda p, n: s.sample(p, max_new_tokens=n, return_state=True)
 res['first_call_s'], _ = timed(run, SHORT, 1)
 res['fixed_s'] = best(run, SHORT, 1)
 t1 = res['fixed_s']
+def host_s(f, *a):
+  """A warm call's seconds outside its compiled programs: its wall time minus the union
+  of the spans in which XLA ran one of its programs (a jax.profiler trace)."""
+  import glob, gzip, tempfile
+  d = tempfile.mkdtemp()
+  jax.profiler.start_trace(d)
+  wall, _ = timed(f, *a)
+  jax.profiler.stop_trace()
+  events = json.load(gzip.open(glob.glob(d + '/**/*.trace.json.gz', recursive=True)[0]))
+  spans = sorted((e['ts'], e['ts'] + e['dur']) for e in events['traceEvents']
+                 if e.get('ph') == 'X' and 'hlo_module' in e.get('args', {}))
+  busy, end = 0.0, -1.0
+  for a, b in spans:
+    if b > end:
+      busy += b - max(a, end)
+      end = b
+  return wall - busy / 1e6, wall
+res['host_s'], res['traced_fixed_s'] = host_s(run, SHORT, 1)
+res['n_short'] = count(SHORT)
 tn, out = timed(run, SHORT, NEW + 1)
 res['decode_tps'] = NEW / (tn - t1)
 res['text'] = out.text
@@ -165,8 +190,14 @@ res['peak_mib'] = rss()
 if model_name == '270m':  # the CLI, stdout piped: its own reported decode rate
   cmd = [sys.executable, '-m', 'gemma4', 'sample', SHORT, '-n', str(NEW), '--stream',
          '--cache-length', '4096'] + (['--quantize', 'none', '--dtype', fmt] if fmt != 'int8' else [])
-  p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   import re
+  env = dict(os.environ, GEMMA4_COMPILE_CACHE=tempfile.mkdtemp(prefix='gemma4-bench-cli-'))
+  for key in ('cold', 'warm'):  # a first process, then a second with its compiled programs
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    res[f'cli_{key}_wall_s'] = time.perf_counter() - t
+    m = re.search(r'first token after ([0-9.]+) s', p.stderr)
+    res[f'cli_{key}_first_s'] = float(m.group(1)) if m else None
   m = re.search(r'then ([0-9.]+) tokens/s', p.stderr)
   res['cli_tps'] = float(m.group(1)) if m else None
   res['cli_status'] = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ''
@@ -303,11 +334,12 @@ def _fmt(rows, key, digits=1):
   return f'{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})'
 
 
-COLUMNS = [('load_s', 'load s', 1), ('first_call_s', 'first call s', 2), ('fixed_s', 'fixed s', 3),
+COLUMNS = [('load_s', 'load s', 1), ('first_call_s', 'first call s', 2), ('fixed_s', 'fixed s', 3), ('host_s', 'host s', 3),
            ('prefill100_tps', 'prefill ~100 tok/s', 0), ('prefill1000_tps', 'prefill ~1000 tok/s', 0),
            ('decode_tps', 'decode tok/s', 1), ('decode_b8_tps', 'decode batch 8 tok/s', 1),
            ('decode_32k_tps', 'decode, cache 32k, tok/s', 1), ('stream_tps', 'stream() tok/s', 1),
-           ('cli_tps', 'CLI piped tok/s', 1), ('peak_mib', 'peak RSS MiB', 0)]
+           ('cli_tps', 'CLI piped tok/s', 1), ('cli_cold_first_s', 'CLI 1st token s, 1st process', 2),
+           ('cli_warm_first_s', 'CLI 1st token s, 2nd process', 2), ('peak_mib', 'peak RSS MiB', 0)]
 
 
 def _table(results: dict[str, list[dict]]) -> list[str]:
@@ -444,6 +476,10 @@ def _write(results, versions, args):
     c32 = _median([r for r in results[model].get('gemma4 int8', []) if 'error' not in r], 'decode_32k_tps')[0]
     if c32 and b1:
       lines.append(f'- {model}, gemma4 int8 decode at cache 32768 / at 4096 = {c32 / b1:.2f}x')
+    for key, what in (('stream_tps', 'stream()'), ('cli_tps', 'the CLI, piped,')):
+      v = _median([r for r in results[model].get('gemma4 int8', []) if 'error' not in r], key)[0]
+      if v and b1:
+        lines.append(f'- {model}, gemma4 int8 decode through {what} / sample() = {v / b1:.2f}x')
   png = os.path.join(os.path.dirname(args.out), 'decode.png')
   _plot(results, png)
   lines += ['', f'![decode tokens/s]({os.path.basename(png)})', '',

@@ -120,6 +120,12 @@ def test_stream_equals_sample(model, tok):
   assert len(pieces) > 1 and ''.join(pieces) == s.sample('Hello world', max_new_tokens=8)
 
 
+def test_bfloat16_weights_on_a_cpu_are_warned_about_with_the_fix(tok):
+  m = gemma4.models.tiny('gemma3_270m', dtype=jnp.bfloat16)
+  with pytest.warns(UserWarning, match=r'bfloat16 weights on a CPU: .*quantize="auto"'):
+    gemma4.Gemma4Sampler(model=m, params=m.init(0), tokenizer=tok)
+
+
 def test_incremental_text_equals_decoding_all_ids():
   """stream's text, token by token over a window of the last ids, joins to exactly the
   decoding of all ids: the real Gemma 3 vocabulary (byte fallback), text with multi-byte

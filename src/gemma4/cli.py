@@ -19,6 +19,7 @@ import os
 import struct
 import sys
 import time
+import warnings
 
 DEMO_PROMPT = 'The three most important inventions of the twentieth century are'
 SOFT_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
@@ -428,6 +429,12 @@ def _chat(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+  with warnings.catch_warnings():  # a library warning shows as a status line
+    warnings.showwarning = lambda message, *_, **__: _status(f'warning: {message}')
+    return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     if not argv or (argv[0].startswith('-') and argv[0] not in ('-h', '--help')):

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import os
 import random as _random
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -448,6 +449,11 @@ class Gemma4Sampler:
     object.__setattr__(self, '_buckets', _buckets(self.pad_length))
     object.__setattr__(self, 'params', unwrap(self.params))
     self.model.check_params(self.params)
+    if jax.default_backend() == 'cpu' and quant.describe(self.params) == 'bfloat16':
+      warnings.warn('bfloat16 weights on a CPU: XLA CPU converts every weight to float32 on '
+                    'every decode step, many times slower than int8 or float32 weights; load '
+                    'with gemma4.load_checkpoint(..., quantize="auto") or pass '
+                    'gemma4.quant.quantize_params(params) for int8', stacklevel=2)
     forbidden = tuple(tokenizer.token_id(t) for t in _token_list(self.forbidden_tokens, 'forbidden_tokens'))
     stop = tuple(tokenizer.token_id(t) for t in _token_list(self.stop_tokens, 'stop_tokens'))
     object.__setattr__(self, '_forbidden', forbidden + tuple(tokenizer.FORBIDDEN_TOKENS))
