@@ -16,7 +16,9 @@ exactly the tensors of `gemma4.quant.quantize_params` on the float32 load.
 
 import json
 import os
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,10 +86,21 @@ def test_tokenizer_built_from_tokenizer_json_equals_transformers(tmp_path, ckpt)
   from gemma4 import tokenizer
   from gemma4.checkpoints import hf as hf_ckpt
   path = gemma4.default_checkpoint_path()
-  hf = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
-                                                  gguf_file=os.path.basename(path))
-  hf.save_pretrained(tmp_path)
-  ours = hf_ckpt.load_tokenizer(str(tmp_path), 'gemma3')
+  # transformers reads the GGUF vocabulary in ~25 s: its tokenizer.json is kept per GGUF
+  # file and transformers version (outside the repository), written once, read after.
+  key = f'{os.path.getsize(path)}-{os.path.getmtime(path):.0f}-transformers{transformers.__version__}'
+  saved = Path(os.path.expanduser('~/.cache/gemma4/test-hf-tokenizer')) / key
+  if not (saved / 'tokenizer.json').exists():
+    hf = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
+                                                    gguf_file=os.path.basename(path))
+    staged = saved.parent / f'{key}.tmp{os.getpid()}'
+    hf.save_pretrained(staged)
+    try:
+      os.replace(staged, saved)  # whole or not at all: a concurrent run never reads half
+    except OSError:  # another run put it there first
+      shutil.rmtree(staged, ignore_errors=True)
+  shutil.copytree(saved, tmp_path / 'dir')
+  ours = hf_ckpt.load_tokenizer(str(tmp_path / 'dir'), 'gemma3')
   assert isinstance(ours, tokenizer.Gemma3Tokenizer)
   for case in GOLDEN['tokenizer'] + [{'text': c['prompt'], 'ids': c['prompt_ids']}
                                      for c in GOLDEN['cases']]:

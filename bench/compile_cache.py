@@ -1,0 +1,69 @@
+"""What gemma4's persistent compilation cache (gemma4.compilation) changes on the real
+Gemma 3 270M (int8, the default): the time to the first streamed piece of a process and
+decode tokens/s, in fresh processes, alternating three ways round after round:
+  off    GEMMA4_COMPILE_CACHE=off (every process compiles)
+  new    an empty cache folder (this process compiles and writes it)
+  read   a cache folder an earlier process wrote (this process reads its programs)
+first piece: seconds from the stream() call to its first piece (load excluded);
+decode: 64 tokens / (t(65 new) - t(1 new)), warm, median of 5 in the process.
+Not a test: `.venv/bin/python bench/compile_cache.py [--rounds 3]`; output kept in
+bench/compile_cache.txt.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+_CHILD = r'''
+import json, time, gemma4
+ck = gemma4.load_default(progress=False)
+s = gemma4.Gemma4Sampler(model=ck.model, params=ck.params, tokenizer=ck.tokenizer,
+                         cache_length=4096, max_out_length=65, sampling=gemma4.sampling.Greedy())
+P = 'The three most important inventions of the twentieth century are'
+t = time.perf_counter()
+it = s.stream(P, max_new_tokens=65)
+next(it)
+first = time.perf_counter() - t
+list(it)
+rates = []
+for _ in range(5):
+  t = time.perf_counter(); s.sample(P, max_new_tokens=1); a = time.perf_counter() - t
+  t = time.perf_counter(); s.sample(P, max_new_tokens=65); b = time.perf_counter() - t
+  rates.append(64 / (b - a))
+print(json.dumps({'first_s': first, 'decode_tps': sorted(rates)[2]}))
+'''
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument('--rounds', type=int, default=3)
+  args = ap.parse_args()
+  import jax
+  out = {'off': [], 'new': [], 'read': []}
+  written = tempfile.mkdtemp(prefix='gemma4-cc-read-')
+  run = lambda cache: json.loads(subprocess.run(
+      [sys.executable, '-c', _CHILD], capture_output=True, text=True, check=True, timeout=600,
+      env=dict(os.environ, GEMMA4_COMPILE_CACHE=cache)).stdout.strip().splitlines()[-1])
+  run(written)  # the earlier process that writes the folder 'read' uses
+  for _ in range(args.rounds):
+    out['off'].append(run('off'))
+    out['new'].append(run(tempfile.mkdtemp(prefix='gemma4-cc-new-')))
+    out['read'].append(run(written))
+  print(f'jax {jax.__version__}, {args.rounds} rounds, fresh process each, alternating; '
+        'median (min-max) over rounds\n')
+  print('| cache | first piece s | decode tok/s |')
+  print('|---|---|---|')
+  for k, rows in out.items():
+    cells = []
+    for key, fmt in (('first_s', '{:.2f}'), ('decode_tps', '{:.1f}')):
+      v = [r[key] for r in rows]
+      cells.append(f'{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})')
+    print(f'| {k} | ' + ' | '.join(cells) + ' |')
+
+
+if __name__ == '__main__':
+  main()
