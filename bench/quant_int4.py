@@ -10,13 +10,12 @@ Median of warm calls, alternating forms per round; GB/s counts the bytes stored.
 Not a test: `.venv/bin/python bench/quant_int4.py`; output kept in bench/quant_int4.txt.
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gemma4 import quant
+from timing import alternating_ms
 
 
 def int8(x, w8, packed, s):
@@ -53,18 +52,8 @@ def main(rounds=3, calls=7):
     packed = jnp.asarray(rng.integers(0, 256, (o, k // 2), dtype=np.uint8))
     s = jnp.asarray(rng.uniform(0.001, 0.01, o).astype(np.float32))
     x = jnp.asarray(rng.standard_normal((1, k), np.float32))
-    fs = {n: jax.jit(f) for n, (f, _) in FORMS.items()}
-    for f in fs.values():
-      jax.block_until_ready(f(x, w8, packed, s))
-    per = {n: [] for n in fs}
-    for _ in range(rounds):
-      for n, f in fs.items():
-        ts = []
-        for _ in range(calls):
-          t = time.perf_counter()
-          jax.block_until_ready(f(x, w8, packed, s))
-          ts.append(time.perf_counter() - t)
-        per[n].append(np.median(ts) * 1e3)
+    per = alternating_ms({n: (jax.jit(f), (x, w8, packed, s)) for n, (f, _) in FORMS.items()},
+                         rounds, calls)
     cells = []
     for n, (_, bytes_per) in FORMS.items():
       med = float(np.median(per[n]))

@@ -11,13 +11,12 @@ GB/s counts the int8 weight bytes read once per call.
 Not a test: `.venv/bin/python bench/quant_rows.py`; output kept in bench/quant_rows.txt.
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gemma4 import quant
+from timing import alternating_ms
 
 
 def f32_rows(x, w, s):
@@ -70,19 +69,10 @@ def main(rounds=3, calls=5):
         continue
       x = jnp.asarray(rng.standard_normal((m, k), np.float32))
       small = m in (2, 8) and o <= 12288
-      fs = {n: jax.jit(f, compiler_options=quant.COMPILER_OPTIONS) for n, f in FORMS.items()
-            if small or n not in SMALL_ONLY}
-      for n, f in fs.items():
-        jax.block_until_ready(f(x, q if n == 'gemma4.quant.dot' else w, s))
-      per = {n: [] for n in fs}
-      for _ in range(rounds):
-        for n, f in fs.items():
-          ts = []
-          for _ in range(calls):
-            t = time.perf_counter()
-            jax.block_until_ready(f(x, q if n == 'gemma4.quant.dot' else w, s))
-            ts.append(time.perf_counter() - t)
-          per[n].append(np.median(ts) * 1e3)
+      fs = {n: (jax.jit(f, compiler_options=quant.COMPILER_OPTIONS),
+                (x, q if n == 'gemma4.quant.dot' else w, s))
+            for n, f in FORMS.items() if small or n not in SMALL_ONLY}
+      per = alternating_ms(fs, rounds, calls)
       cells = []
       for n in FORMS:
         if n not in fs:
