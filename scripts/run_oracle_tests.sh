@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 env_dir="$(bash "$root/scripts/oracle_env.sh")"
+dialog_dir="$(bash "$root/scripts/dialog_env.sh")"  # dialog with mcp 1.x: test_dialog_*.py
 cd "$root"
 export GEMMA4_ORACLE=1 PYTHONPATH="$root/src:$root${PYTHONPATH:+:$PYTHONPATH}"
 # One process per file: in one long process, XLA once segfaulted compiling an official
@@ -13,7 +14,9 @@ export GEMMA4_ORACLE=1 PYTHONPATH="$root/src:$root${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 for file in tests/oracle/test_*.py; do
   echo "+ $file"
-  "$env_dir/bin/python" -m pytest -o addopts="" -m oracle "$file" -p no:cacheprovider "$@" \
+  python="$env_dir/bin/python"
+  case "$file" in tests/oracle/test_dialog_*) python="$dialog_dir/bin/python";; esac
+  "$python" -m pytest -o addopts="" -m oracle "$file" -p no:cacheprovider "$@" \
     || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 done
 exit "$status"
