@@ -131,7 +131,7 @@ def test_incremental_text_equals_decoding_all_ids():
   decoding of all ids: the real Gemma 3 vocabulary (byte fallback), text with multi-byte
   characters split across byte tokens, and random ids, byte tokens included."""
   from gemma4.checkpoints import gguf
-  from gemma4.sampler import _IncrementalText
+  from gemma4.tokenizer import IncrementalDecoder
   tok = gguf.load_tokenizer(gemma4.default_checkpoint_path())
   texts = ['Hello, world! ', 'naïve café — 東京 🙂🚀 done', '  two  spaces\n\nnew lines\t',
            ''.join(chr(c) for c in range(0x1F600, 0x1F640))]
@@ -142,7 +142,7 @@ def test_incremental_text_equals_decoding_all_ids():
       list(rng.integers(5, tok.vocab_size, 40)) + byte_ids + list(rng.integers(5, 3000, 20))
       for _ in range(3)] + cases_bytes
   for ids in cases:
-    text = _IncrementalText(tok)
+    text = IncrementalDecoder(tok)
     pieces = [text.add(int(i)) for i in ids]
     assert ''.join(pieces) + text.rest() == tok.decode([int(i) for i in ids])
     assert not any(p.endswith('\ufffd') for p in pieces)

@@ -26,6 +26,20 @@ SPECIALS = {
     258881: ('<|audio|>', 'USER_DEFINED'), 258882: ('<image|>', 'USER_DEFINED'),
     258883: ('<audio|>', 'USER_DEFINED'),
 }
+# The conversation layer's tags, for tests of gemma4.chat: at free ids past the trained
+# pieces (the published tokenizer has them elsewhere; gemma4 looks them up by text), so
+# every other piece keeps its id.
+CHAT_SPECIALS = {
+    300: ('<|tool>', 'USER_DEFINED'), 301: ('<tool|>', 'USER_DEFINED'),
+    302: ('<|tool_call>', 'USER_DEFINED'), 303: ('<tool_call|>', 'USER_DEFINED'),
+    304: ('<tool_response|>', 'USER_DEFINED'), 305: ('<|"|>', 'USER_DEFINED'),
+    306: ('<|think|>', 'USER_DEFINED'), 307: ('<|channel>', 'USER_DEFINED'),
+    308: ('<channel|>', 'USER_DEFINED'),
+}
+# ...and one piece per printable ASCII character the trained pieces lack, so that any
+# tool call's text encodes without <unk>.
+CHAT_CHARS = '0345678' + '9ABCDEJKLMNQRSUVXYZ"#$%&\'*/;=>@[\\]^_`{|}~'
+CHAT_SPECIALS.update({310 + i: (c, 'USER_DEFINED') for i, c in enumerate(CHAT_CHARS)})
 CORPUS = """The quick brown fox jumps over the lazy dog.
 Gemma is a family of open models. It writes text, reads images and listens to audio.
 Hello world! What is the capital of France? Paris is the capital of France.
@@ -34,8 +48,10 @@ One two three four five six seven eight nine ten eleven twelve.
 """
 
 
-def build(path: str | os.PathLike) -> pathlib.Path:
+def build(path: str | os.PathLike, chat: bool = False) -> pathlib.Path:
+  """The tokenizer at `path` (built once); with `chat`, the CHAT_SPECIALS too."""
   path = pathlib.Path(path)
+  specials = {**SPECIALS, **CHAT_SPECIALS} if chat else SPECIALS
   if path.exists():
     return path
   with tempfile.TemporaryDirectory() as d:
@@ -54,8 +70,8 @@ def build(path: str | os.PathLike) -> pathlib.Path:
   it = iter(normal)
   for i in range(VOCAB):
     piece = proto.pieces.add()
-    if i in SPECIALS:
-      piece.piece, kind = SPECIALS[i]
+    if i in specials:
+      piece.piece, kind = specials[i]
       piece.type = getattr(pb.ModelProto.SentencePiece, kind)
       piece.score = 0.0
       continue

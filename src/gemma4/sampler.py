@@ -28,7 +28,7 @@ from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
-from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer
+from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
 from gemma4.transformer import forward
 
 _jit = functools.partial(jax.jit, compiler_options=quant.COMPILER_OPTIONS)
@@ -184,29 +184,6 @@ def image_spans(tokens: np.ndarray) -> list[tuple[int, int]]:
   return out
 
 
-class _IncrementalText:
-  """The text of a growing list of token ids, piece by piece, in time independent of
-  the length so far: each new token's text is what decoding a short window of the last
-  ids adds (a piece that ends in a split UTF-8 character waits for the next token)."""
-
-  def __init__(self, tokenizer: Gemma4Tokenizer):
-    self.tokenizer, self.ids, self.start, self.read = tokenizer, [], 0, 0
-    self.done = ''  # the text of ids[start:read]: the last piece returned, kept as context
-
-  def add(self, token: int) -> str:
-    self.ids.append(token)
-    text = self.tokenizer.decode(self.ids[self.start:])
-    if len(text) <= len(self.done) or text.endswith('\ufffd'):
-      return ''
-    piece = text[len(self.done):]
-    self.start, self.read, self.done = self.read, len(self.ids), piece
-    return piece
-
-  def rest(self) -> str:
-    """What the last tokens add that has not been returned (an unfinished character)."""
-    return self.tokenizer.decode(self.ids[self.start:])[len(self.done):]
-
-
 @dataclasses.dataclass(frozen=True)
 class _Loop:
   """The static part of decoding (hashable, so jitted functions take it as static)."""
@@ -216,9 +193,13 @@ class _Loop:
   end_tokens: tuple[int, ...]
   forbidden_tokens: tuple[int, ...]
 
-  def pick(self, logits: jax.Array, state: SamplingState, active: jax.Array) -> SamplingState:
-    """Samples the next token of every row from logits [B, V] and records it."""
+  def pick(self, logits: jax.Array, state: SamplingState, active: jax.Array,
+           allowed: jax.Array | None = None) -> SamplingState:
+    """Samples the next token of every row from logits [B, V] and records it; only
+    tokens where allowed [B, V] (bool) is True, when given."""
     logits = logits.astype(jnp.float32)
+    if allowed is not None:
+      logits = jnp.where(allowed, logits, -jnp.inf)
     if self.forbidden_tokens:
       logits = logits.at[:, jnp.asarray(self.forbidden_tokens)].set(-jnp.inf)
     next_rng, rng = jax.random.split(state.rng)
@@ -241,7 +222,7 @@ class _Loop:
     """[] bool: decoding goes on (tokens left, a row unfinished, room in the cache)."""
     return (state.step < max_new_tokens) & ~jnp.all(state.done) & self.room(state)
 
-  def step(self, params, state: SamplingState) -> SamplingState:
+  def step(self, params, state: SamplingState, allowed=None) -> SamplingState:
     """Feeds each unfinished row's last token and samples the next one."""
     # Tied to the step counter, the weights are not loop-invariant: XLA would otherwise
     # hoist an int8 weight's conversion out of the decode loop and keep a float32 copy
@@ -251,9 +232,10 @@ class _Loop:
     active = ~state.done
     logits, cache = forward(params, self.cfg, state.last_token[:, None],
                             valid=active[:, None], cache=state.cache, last_only=True)
-    return self.pick(logits, dataclasses.replace(state, cache=cache), active)
+    return self.pick(logits, dataclasses.replace(state, cache=cache), active, allowed)
 
-  def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros) -> SamplingState:
+  def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros, allowed=None
+            ) -> SamplingState:
     """The state after a prompt, with its first token sampled from logits [B, V]."""
     b = logits.shape[0]
     state = SamplingState(
@@ -262,9 +244,10 @@ class _Loop:
         predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
         logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
         cache_full=jnp.zeros((), bool))
-    return self.pick(logits, state, jnp.ones((b,), bool))
+    return self.pick(logits, state, jnp.ones((b,), bool), allowed)
 
-  def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None):
+  def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None,
+              allowed=None):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
     soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
@@ -275,7 +258,7 @@ class _Loop:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
-    return self.start(logits, cache, rng, out_zeros)
+    return self.start(logits, cache, rng, out_zeros, allowed)
 
   # Given a cache the caller does not hold (a new one), the prompt is written into it in
   # place; a last_state's cache is kept as it is.
@@ -299,8 +282,8 @@ class _Loop:
   chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
-  def jit_start(self, logits, cache, rng, out_zeros):
-    return self.start(logits, cache, rng, out_zeros)
+  def jit_start(self, logits, cache, rng, out_zeros, allowed=None):
+    return self.start(logits, cache, rng, out_zeros, allowed)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
@@ -317,11 +300,11 @@ class _Loop:
                                cache_full=stopped_full)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
-  def stream_step(self, params, state: SamplingState, max_new_tokens):
+  def stream_step(self, params, state: SamplingState, max_new_tokens, allowed=None):
     """One step of `loop`: a decode step where its condition holds, else the state as
     it is; that condition, and the first row's last token after it."""
     going = self.going(state, max_new_tokens)
-    state = jax.lax.cond(going, functools.partial(self.step, params), lambda s: s, state)
+    state = jax.lax.cond(going, lambda s: self.step(params, s, allowed), lambda s: s, state)
     return state, going, state.last_token[0]
 
   @functools.partial(_jit, static_argnums=0)
@@ -459,6 +442,11 @@ class Gemma4Sampler:
     object.__setattr__(self, '_forbidden', forbidden + tuple(tokenizer.FORBIDDEN_TOKENS))
     object.__setattr__(self, '_end', tuple(int(t) for t in tokenizer.END_TOKENS) + stop)
 
+  @property
+  def end_tokens(self) -> tuple[int, ...]:
+    """The ids that end a reply: the tokenizer's end tokens and `stop_tokens`."""
+    return self._end
+
   def _loop(self, sampling) -> _Loop:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
 
@@ -570,14 +558,14 @@ class Gemma4Sampler:
                        f'{len(got_shapes)} layers of shapes {got_shapes}, model '
                        f'{self.model.name!r} needs {want_shapes}')
 
-  def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool
-               ) -> SamplingState:
+  def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool,
+               allowed=None) -> SamplingState:
     """The prompt into the cache, the first token sampled: in one pass up to
     PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
     each other both ways is never split). owned: the cache is not the caller's."""
     if tokens.shape[1] <= PREFILL_CHUNK:
       step = loop.prefill_owned if owned else loop.prefill_keep
-      return step(self.params, tokens, valid, cache, key, zeros, *soft)
+      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed)
     embeds = vision_mask = None
     if soft[0] is not None or soft[1] is not None:
       embeds, vision_mask = loop.embed(self.params, tokens, *soft)
@@ -596,7 +584,7 @@ class Gemma4Sampler:
       logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
                            part(vision_mask), cache, logits, is_last)
       owned = True
-    return loop.jit_start(logits, cache, key, zeros)
+    return loop.jit_start(logits, cache, key, zeros, allowed)
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
@@ -639,37 +627,124 @@ class Gemma4Sampler:
     next decode step: only the last stays valid). Each piece decodes a window of the last
     ids, not the whole text; the next step computes while a piece is shown.
     """
+    ids = self.stream_tokens(prompt, images=images, audio=audio, audio_lengths=audio_lengths,
+                             max_new_tokens=max_new_tokens, sampling=sampling, rng=rng,
+                             last_state=last_state, sharding=sharding,
+                             max_soft_tokens=max_soft_tokens, return_state=return_state)
+    text = IncrementalDecoder(self.tokenizer)
+    for token in ids:
+      if token not in self._end:
+        piece = text.add(token)
+        if piece:
+          yield SamplerOutput(piece, ids.state) if return_state else piece
+    rest = text.rest()
+    if return_state:  # always: the caller needs the final state
+      yield SamplerOutput(rest, ids.state)
+    elif rest:
+      yield rest
+
+  def stream_tokens(self, prompt: str, *, images=None, audio=None, audio_lengths=None,
+                    max_new_tokens: int | None = None, sampling=None, rng=None,
+                    last_state: SamplingState | None = None, sharding=None,
+                    max_soft_tokens: int | None = None, allowed_tokens=None,
+                    return_state: bool = False) -> TokenStream:
+    """The ids one prompt's decode samples, one at a time, its end token included; the
+    stream's `state` is the SamplingState after the last (final once it is exhausted).
+
+    allowed_tokens: None, or a function of the ids sampled so far that returns the ids
+    the next token may be (a sequence of ids, a bool mask [vocab], or None for any);
+    it runs on the host before every step (HF's `prefix_allowed_tokens_fn`), so the
+    steps are not pipelined then. Checked before any compute, like `stream`.
+    """
     if not isinstance(prompt, str):
       raise TypeError(f'stream takes one str prompt, got {type(prompt).__name__}')
+    if allowed_tokens is not None and not callable(allowed_tokens):
+      raise TypeError(f'allowed_tokens must be None or a function of the ids so far, got '
+                      f'{type(allowed_tokens).__name__}')
     _, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
         max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
+    mask = None if allowed_tokens is None else _Allowed(allowed_tokens, self.model.config.vocab_size)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
-    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
+    first = None if mask is None else mask([])
+    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None, first)
     n = jnp.asarray(n, jnp.int32)
     loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
-    text = _IncrementalText(self.tokenizer)
+    return TokenStream(self.params, loop, state, n, mask)
+
+
+class _Allowed:
+  """A user's allowed_tokens function as the [1, V] mask a step takes, checked."""
+
+  def __init__(self, fn, vocab_size: int):
+    self.fn, self.vocab_size = fn, vocab_size
+
+  def __call__(self, ids: list[int]) -> jax.Array:
+    got = self.fn(list(ids))
+    mask = np.ones((1, self.vocab_size), bool)
+    if got is None:
+      return jnp.asarray(mask)
+    arr = np.asarray(got)
+    if arr.dtype == bool:
+      if arr.shape != (self.vocab_size,):
+        raise ValueError(f'allowed_tokens returned a bool mask of shape {arr.shape}, expected '
+                         f'({self.vocab_size},)')
+      mask[0] = arr
+    else:
+      if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
+        raise ValueError(f'allowed_tokens must return None, a bool mask or a non-empty '
+                         f'sequence of token ids; got {got!r:.80}')
+      if arr.min() < 0 or arr.max() >= self.vocab_size:
+        raise ValueError(f'allowed_tokens returned ids outside [0, {self.vocab_size}): '
+                         f'{arr[(arr < 0) | (arr >= self.vocab_size)][:5].tolist()}')
+      mask[0] = False
+      mask[0, arr] = True
+    if not mask.any():
+      raise ValueError('allowed_tokens allowed no token at all')
+    return jnp.asarray(mask)
+
+
+class TokenStream:
+  """Iterates over the ids a decode samples (see Gemma4Sampler.stream_tokens).
+
+  Without allowed_tokens the device runs one step ahead of the host: step k+1 is
+  dispatched before step k's token is read, so it computes while the caller handles the
+  token. A step whose condition no longer holds leaves the state as it is. `state` is
+  the state to hand on: while iterating, the one the next step will consume; at the end,
+  the final state (its tokens, log-probabilities and cache_full set).
+  """
+
+  def __init__(self, params, loop: _Loop, state: SamplingState, n, mask):
+    self._params, self._loop, self._n, self._mask = params, loop, n, mask
+    self.state = state
+    self._gen = self._run(state)
+
+  def __iter__(self):
+    return self._gen
+
+  def _run(self, state):
+    loop, params, n = self._loop, self._params, self._n
     token = int(state.last_token[0])  # the first token, sampled from the prompt
-    # The device runs one step ahead of the host: step k+1 is dispatched before step k's
-    # token is read, so it computes while the host makes a piece and the caller shows
-    # it. A step whose condition no longer holds leaves the state as it is.
-    pending = loop.stream_step(self.params, state, n)
-    while True:
-      token = int(token)
-      if token not in self._end:
-        piece = text.add(token)
-        if piece:
-          yield SamplerOutput(piece, pending[0]) if return_state else piece
-      state, going, token = pending
-      pending = loop.stream_step(self.params, state, n)
-      if not bool(going):  # the while_loop's own condition, before that step
-        break
-    tokens, logprobs, cache_full = loop.jit_finish(pending[0], n)
-    state = dataclasses.replace(pending[0], predicted_tokens=tokens, logprobs=logprobs,
-                                cache_full=cache_full)
-    rest = text.rest()
-    if return_state:  # always: the caller needs the final state
-      yield SamplerOutput(rest, state)
-    elif rest:
-      yield rest
+    ids = [token]
+    if self._mask is None:
+      pending = loop.stream_step(params, state, n)
+      while True:
+        self.state = pending[0]
+        yield int(token)
+        state, going, token = pending
+        pending = loop.stream_step(params, state, n)
+        if not bool(going):  # the while_loop's own condition, before that step
+          break
+      state = pending[0]
+    else:
+      while True:
+        self.state = state
+        yield int(token)
+        state, going, token = loop.stream_step(params, state, n, self._mask(ids))
+        if not bool(going):
+          break
+        ids.append(int(token))
+    tokens, logprobs, cache_full = loop.jit_finish(state, n)
+    self.state = dataclasses.replace(state, predicted_tokens=tokens, logprobs=logprobs,
+                                     cache_full=cache_full)

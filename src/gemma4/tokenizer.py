@@ -136,6 +136,29 @@ class Gemma4Tokenizer:
     return ids[0]
 
 
+class IncrementalDecoder:
+  """The text of a growing list of token ids, piece by piece, in time independent of
+  the length so far: each new token's text is what decoding a short window of the last
+  ids adds (a piece that ends in a split UTF-8 character waits for the next token)."""
+
+  def __init__(self, tokenizer: Gemma4Tokenizer):
+    self.tokenizer, self.ids, self.start, self.read = tokenizer, [], 0, 0
+    self.done = ''  # the text of ids[start:read]: the last piece returned, kept as context
+
+  def add(self, token: int) -> str:
+    self.ids.append(token)
+    text = self.tokenizer.decode(self.ids[self.start:])
+    if len(text) <= len(self.done) or text.endswith('\ufffd'):
+      return ''
+    piece = text[len(self.done):]
+    self.start, self.read, self.done = self.read, len(self.ids), piece
+    return piece
+
+  def rest(self) -> str:
+    """What the last tokens add that has not been returned (an unfinished character)."""
+    return self.tokenizer.decode(self.ids[self.start:])[len(self.done):]
+
+
 @dataclasses.dataclass(frozen=True)
 class Gemma3Tokenizer(Gemma4Tokenizer):
   """The Gemma 3 tokenizer: same vocabulary size and ids 0-4, Gemma 3 turn tokens."""
