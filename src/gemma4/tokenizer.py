@@ -117,6 +117,14 @@ class Gemma4Tokenizer:
       ids = arr.reshape(-1).tolist()
     return self._sp.DecodeIds([int(i) for i in ids])
 
+  def model_proto(self) -> bytes:
+    """The serialized SentencePiece ModelProto."""
+    return self._sp.serialized_model_proto()
+
+  def piece(self, token: int) -> str:
+    """The piece of an id as the vocabulary holds it (SentencePiece's visible space kept)."""
+    return self._sp.IdToPiece(int(token))
+
   def split(self, text: str) -> list[str]:
     return [p.replace(_WHITESPACE, ' ') for p in self._sp.EncodeAsPieces(text)]
 

@@ -15,6 +15,8 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from gemma4 import sampling as _sampling
 from gemma4.chat import reply as _reply
 from gemma4.chat import tools as _tools
@@ -143,13 +145,19 @@ class ChatSampler:
 
   def chat(self, prompt, *, images=None, audio=None, audio_lengths=None, sampling=None,
            rng=None, max_new_tokens: int | None = None, multi_turn: bool | None = None,
-           print_stream: bool | None = None, allowed_tokens=None) -> ChatOutput:
+           print_stream: bool | None = None, allowed_tokens=None, response_format=None
+           ) -> ChatOutput:
     """Answers a prompt: a str (a user turn; `<|image|>` / `<|audio|>` placeholders take
     `images` / `audio` in order), a Turn or a list of Turns (the media in their chunks).
-    With multi_turn (the field, or this argument) the earlier turns are the context."""
+    With multi_turn (the field, or this argument) the earlier turns are the context.
+
+    response_format: the answer as a JSON schema, a regular expression or choices (see
+    gemma4.chat.grammar), enforced token by token (a thought before it is free).
+    allowed_tokens: a function of the reply's ids so far giving the ids the next may be
+    (Gemma4Sampler.stream_tokens), applied on top."""
     stream = self.print_stream if print_stream is None else print_stream
     pieces = self._run(prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-                       multi_turn, allowed_tokens)
+                       multi_turn, allowed_tokens, response_format)
     for piece in pieces:
       if stream and piece.channel == _reply.ANSWER:
         print(piece.text, end='', flush=True)
@@ -159,18 +167,19 @@ class ChatSampler:
 
   def stream(self, prompt, *, images=None, audio=None, audio_lengths=None, sampling=None,
              rng=None, max_new_tokens: int | None = None, multi_turn: bool | None = None,
-             allowed_tokens=None) -> _Reply:
+             allowed_tokens=None, response_format=None) -> _Reply:
     """Like chat(), but yields the reply's pieces as they are decoded: Piece(channel,
     text) with channel 'thought', 'answer' or 'tool_call' (one whole call). After the
     last, the iterator's `output` is the ChatOutput."""
     return self._run(prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-                     multi_turn, allowed_tokens)
+                     multi_turn, allowed_tokens, response_format)
 
   def _run(self, prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-           multi_turn, allowed_tokens) -> _Reply:
+           multi_turn, allowed_tokens, response_format) -> _Reply:
     multi_turn = self.multi_turn if multi_turn is None else multi_turn
     if not isinstance(multi_turn, bool):
       raise TypeError(f'multi_turn must be True, False or None, got {multi_turn!r}')
+    hook = self._allowed(allowed_tokens, response_format)  # checked before any compute
     new = self._new_turns(prompt, images, audio)
     if audio_lengths is not None:
       raise ValueError('audio_lengths: give each clip at its own length (an Audio chunk per '
@@ -196,27 +205,47 @@ class ChatSampler:
     ids = self.sampler.stream_tokens(
         delta, images=images_all[n_img:] or None, audio=audio_all[n_aud:] or None,
         sampling=sampling, rng=rng, max_new_tokens=max_new_tokens, last_state=state,
-        allowed_tokens=self._allowed(allowed_tokens), return_state=True)
+        allowed_tokens=hook, return_state=True)
     return _Reply(self, ids, (state, cached), text, turns)
 
-  def _allowed(self, user: Callable | None):
-    """The allowed_tokens hook of a turn: the user's, and the thinking budget on top."""
-    if self.thinking_budget is None:
-      return user
+  def _allowed(self, user: Callable | None, response_format):
+    """A reply's allowed_tokens hook: the thinking budget while in the thought, the
+    response_format's grammar on the answer after it, and the user's on top of both."""
     if user is not None and not callable(user):
       raise TypeError(f'allowed_tokens must be None or a function of the ids so far, got '
                       f'{type(user).__name__}')
+    constraint = None
+    if response_format is not None:
+      from gemma4.chat import grammar  # llguidance only when a format is asked for
+      constraint = grammar.Constraint(self.tokenizer, response_format, self.sampler.end_tokens)
+    if self.thinking_budget is None and constraint is None:
+      return user
     parser = _reply.ReplyParser(self.tokenizer)
-    close = parser.channel_close
-    seen = []
+    seen, answer_from = [], [0]
 
     def allowed(ids):
       for t in ids[len(seen):]:
+        was_thinking = parser.in_thought
         parser.add(t)
         seen.append(t)
-      if parser.in_thought and parser.thought_tokens >= self.thinking_budget:
-        return [close]
-      return None if user is None else user(ids)
+        if was_thinking and not parser.in_thought:
+          answer_from[0] = len(seen)  # the answer starts after the thought's close
+      if parser.in_thought:
+        if self.thinking_budget is not None and parser.thought_tokens >= self.thinking_budget:
+          return [parser.channel_close]
+        return None if user is None else user(ids)
+      mask = None
+      if constraint is not None:
+        mask = constraint(ids[answer_from[0]:])
+        if self.think and not ids and parser.channel_open is not None:
+          mask[parser.channel_open] = True  # the model may think first
+      if user is not None:
+        theirs = user(ids)
+        if theirs is not None:
+          theirs_mask = np.zeros(self.tokenizer.vocab_size, bool)
+          theirs_mask[np.asarray(theirs)] = True
+          mask = theirs_mask if mask is None else mask & theirs_mask
+      return mask
 
     return allowed
 

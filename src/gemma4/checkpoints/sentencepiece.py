@@ -95,3 +95,53 @@ def sentencepiece_from_tokenizer_json(file: str) -> bytes:
       scores.append(-float(rank.get(piece, len(rank) + i)) if len(piece) > 1 else -float(len(rank)))
     types.append(kind)
   return sentencepiece_proto(pieces, scores, types)
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+  n = shift = 0
+  while True:
+    b = data[i]
+    n |= (b & 0x7F) << shift
+    i += 1
+    if not b & 0x80:
+      return n, i
+    shift += 7
+
+
+def piece_types(proto: bytes) -> np.ndarray:
+  """The type of every piece (NORMAL, CONTROL, USER_DEFINED, ...) of a serialized
+  SentencePiece ModelProto, read from the wire format (no protobuf needed)."""
+  types, i = [], 0
+  while i < len(proto):
+    key, i = _read_varint(proto, i)
+    field, wire = key >> 3, key & 7
+    if wire == 0:
+      _, i = _read_varint(proto, i)
+      continue
+    if wire == 5:
+      i += 4
+      continue
+    if wire == 1:
+      i += 8
+      continue
+    if wire != 2:
+      raise ValueError(f'not a SentencePiece model: wire type {wire} at byte {i}')
+    size, i = _read_varint(proto, i)
+    if field == 1:  # a piece: its type (field 3) defaults to NORMAL
+      kind, j, end = NORMAL, i, i + size
+      while j < end:
+        k, j = _read_varint(proto, j)
+        if k & 7 == 0:
+          v, j = _read_varint(proto, j)
+          if k >> 3 == 3:
+            kind = v
+        elif k & 7 == 5:
+          j += 4
+        elif k & 7 == 2:
+          n, j = _read_varint(proto, j)
+          j += n
+        else:
+          j += 8
+      types.append(kind)
+    i += size
+  return np.asarray(types, np.int64)
