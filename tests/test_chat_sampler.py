@@ -230,3 +230,57 @@ def test_gemma3_chat_puts_the_system_text_in_the_first_user_turn(tok):
   s.chat('Hello world', max_new_tokens=4)
   assert s.history_text().startswith('<start_of_turn>user\nBe brief.\n\nHello world<end_of_turn>\n'
                                      '<start_of_turn>model\n')
+
+
+@pytest.mark.parametrize('stop', ['quick', ['zzz', 'k bro'], 'The'])
+def test_stop_strings_end_the_answer_before_them_across_pieces(model, tok, stop):
+  s = make(model, tok, multi_turn=True)
+  text = 'The quick brown fox'
+  forced = tok.encode(text)
+  pieces = list(it := s.stream('Hello world', max_new_tokens=40, stop=stop, allowed_tokens=(
+      lambda ids: [forced[len(ids)]] if len(ids) < len(forced) else None)))
+  out = it.output
+  first = min(i for i in (text.find(x) for x in ([stop] if isinstance(stop, str) else stop)) if i >= 0)
+  assert out.text == text[:first] == ''.join(p.text for p in pieces)
+  assert out.stop_reason == 'stop'
+  assert s.turns[-1] == chat.Model(text[:first]) if first else chat.Model()
+  s.chat('One two three', max_new_tokens=4)  # the history holds the answer without it
+  convo = [chat.User('Hello world'), s.turns[1], chat.User('One two three')]
+  assert reply_ids_from(s) == reference(model, tok, convo, 4)
+
+
+def test_penalties_and_bias_equal_a_numpy_reference_and_do_not_recompile(model, tok):
+  m, params = model
+  s = gemma4.Gemma4Sampler(model=m, params=params, tokenizer=tok, **SETTINGS)
+  prompt_ids = tok.encode('Hello world', add_bos=True)
+  sizes = []
+  for rep, pres, freq, bias in [(1.3, 0.0, 0.0, {}), (1.0, 1.5, 0.5, {}),
+                                (0.8, -0.5, 2.0, {tok.decode([100]): 50.0, 7: -100.0})]:
+    out = s.sample('Hello world', max_new_tokens=8, return_state=True, repetition_penalty=rep,
+                   presence_penalty=pres, frequency_penalty=freq, logit_bias=bias)
+    seq, want = list(prompt_ids), []
+    counts = np.zeros(m.config.vocab_size)
+    bias_row = np.zeros(m.config.vocab_size)
+    for k, v in bias.items():
+      bias_row[tok.token_id(k)] = v
+    for _ in range(8):
+      logits = np.array(m.apply(params, np.asarray([seq]))[0][0, -1], np.float64)
+      seen = np.zeros(m.config.vocab_size, bool)
+      seen[seq] = True
+      logits = np.where(seen, np.where(logits > 0, logits / rep, logits * rep), logits)
+      logits = logits - pres * (counts > 0) - freq * counts + bias_row
+      t = int(logits.argmax())
+      want.append(t)
+      seq.append(t)
+      counts[t] += 1
+    assert [int(t) for t in out.tokens[:8]] == want
+    sizes.append(s._loop(None).loop._cache_size())
+  assert sizes[0] == sizes[1] == sizes[2]  # one compiled decode loop for all values
+  with pytest.raises(ValueError, match=r'presence_penalty must be in \[-2.0, 2.0\], got 3'):
+    s.sample('Hi', presence_penalty=3)
+  with pytest.raises(ValueError, match=r'repetition_penalty must be > 0 \(1 = off\), got 0'):
+    s.sample('Hi', repetition_penalty=0)
+  with pytest.raises(ValueError, match=r"logit_bias\[5\] must be in \[-100.0, 100.0\], got 200"):
+    s.sample('Hi', logit_bias={5: 200})
+  with pytest.raises(ValueError, match=r"'zzzq' is not in the vocabulary|must be exactly one token"):
+    s.sample('Hi', logit_bias={'zzzq': 1})

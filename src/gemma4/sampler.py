@@ -48,6 +48,8 @@ class SamplingState:
   cache: the KV cache, holding every earlier token of the conversation.
   rng: the key the next step splits.
   cache_full: [] bool, decoding stopped because the cache could take no more tokens.
+  penalties: the turn's repetition/presence/frequency penalties and logit bias
+    (gemma4.sampling.Penalties), or None.
   """
 
   step: jax.Array
@@ -58,6 +60,7 @@ class SamplingState:
   cache: KVCache
   rng: jax.Array
   cache_full: jax.Array
+  penalties: _sampling.Penalties | None = None
 
   @property
   def batch_size(self) -> int:
@@ -203,11 +206,14 @@ class _Loop:
     if self.forbidden_tokens:
       logits = logits.at[:, jnp.asarray(self.forbidden_tokens)].set(-jnp.inf)
     next_rng, rng = jax.random.split(state.rng)
-    token = self.sampling.get_next_tokens(logits, rng).astype(jnp.int32)
+    pen = state.penalties
+    token = self.sampling.get_next_tokens(logits if pen is None else pen.apply(logits), rng)
+    token = token.astype(jnp.int32)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
     token = jnp.where(active, token, 0)
     return dataclasses.replace(
         state, step=state.step + 1, rng=next_rng,
+        penalties=None if pen is None else pen.record(token, active),
         last_token=jnp.where(active, token, state.last_token),
         done=state.done | (active & jnp.isin(token, jnp.asarray(self.end_tokens))),
         predicted_tokens=state.predicted_tokens.at[:, state.step].set(token),
@@ -234,8 +240,8 @@ class _Loop:
                             valid=active[:, None], cache=state.cache, last_only=True)
     return self.pick(logits, dataclasses.replace(state, cache=cache), active, allowed)
 
-  def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros, allowed=None
-            ) -> SamplingState:
+  def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros, allowed=None,
+            penalties=None) -> SamplingState:
     """The state after a prompt, with its first token sampled from logits [B, V]."""
     b = logits.shape[0]
     state = SamplingState(
@@ -243,11 +249,11 @@ class _Loop:
         last_token=jnp.zeros((b,), jnp.int32),
         predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
         logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
-        cache_full=jnp.zeros((), bool))
+        cache_full=jnp.zeros((), bool), penalties=penalties)
     return self.pick(logits, state, jnp.ones((b,), bool), allowed)
 
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None,
-              allowed=None):
+              allowed=None, penalties=None):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
     soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
@@ -258,7 +264,7 @@ class _Loop:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
-    return self.start(logits, cache, rng, out_zeros, allowed)
+    return self.start(logits, cache, rng, out_zeros, allowed, penalties)
 
   # Given a cache the caller does not hold (a new one), the prompt is written into it in
   # place; a last_state's cache is kept as it is.
@@ -282,8 +288,8 @@ class _Loop:
   chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
-  def jit_start(self, logits, cache, rng, out_zeros, allowed=None):
-    return self.start(logits, cache, rng, out_zeros, allowed)
+  def jit_start(self, logits, cache, rng, out_zeros, allowed=None, penalties=None):
+    return self.start(logits, cache, rng, out_zeros, allowed, penalties)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
@@ -559,13 +565,13 @@ class Gemma4Sampler:
                        f'{self.model.name!r} needs {want_shapes}')
 
   def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool,
-               allowed=None) -> SamplingState:
+               allowed=None, penalties=None) -> SamplingState:
     """The prompt into the cache, the first token sampled: in one pass up to
     PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
     each other both ways is never split). owned: the cache is not the caller's."""
     if tokens.shape[1] <= PREFILL_CHUNK:
       step = loop.prefill_owned if owned else loop.prefill_keep
-      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed)
+      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed, penalties)
     embeds = vision_mask = None
     if soft[0] is not None or soft[1] is not None:
       embeds, vision_mask = loop.embed(self.params, tokens, *soft)
@@ -584,7 +590,19 @@ class Gemma4Sampler:
       logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
                            part(vision_mask), cache, logits, is_last)
       owned = True
-    return loop.jit_start(logits, cache, key, zeros, allowed)
+    return loop.jit_start(logits, cache, key, zeros, allowed, penalties)
+
+  def _penalties(self, repetition, presence, frequency, logit_bias):
+    """The call's penalties, checked now; applied to the prompt tokens later."""
+    vocab = self.model.config.vocab_size
+    check = np.zeros((1, 1), np.int32)
+    _sampling.penalties(check, check > 0, vocab, repetition_penalty=repetition,
+                        presence_penalty=presence, frequency_penalty=frequency,
+                        logit_bias=logit_bias, token_id=self.tokenizer.token_id)
+    return functools.partial(_sampling.penalties, vocab_size=vocab,
+                             repetition_penalty=repetition, presence_penalty=presence,
+                             frequency_penalty=frequency, logit_bias=logit_bias,
+                             token_id=self.tokenizer.token_id)
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
@@ -592,7 +610,8 @@ class Gemma4Sampler:
   def sample(self, prompt: str | Sequence[str], *, images=None, audio=None,
              audio_lengths=None, max_new_tokens: int | None = None, sampling=None,
              rng=None, return_state: bool = False, last_state: SamplingState | SamplerOutput | None = None,
-             sharding=None, max_soft_tokens: int | None = None
+             sharding=None, max_soft_tokens: int | None = None, repetition_penalty=None,
+             presence_penalty=None, frequency_penalty=None, logit_bias=None
              ) -> str | list[str] | SamplerOutput:
     """Samples a continuation of each prompt.
 
@@ -603,13 +622,19 @@ class Gemma4Sampler:
     as `<turn|>`) is not part of the history: the next prompt starts in its place, so
     begin that prompt with it to keep it. Unlike the official last_state path, the
     result equals sampling the whole history as one prompt.
+
+    repetition_penalty, presence_penalty, frequency_penalty, logit_bias: see
+    gemma4.sampling.Penalties (logit_bias maps a token id or its text to a bias); the
+    values are data, so changing them does not recompile.
     """
+    pen = self._penalties(repetition_penalty, presence_penalty, frequency_penalty, logit_bias)
     batched, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
         max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None)
+    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None,
+                          None, pen(tokens, valid))
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
     texts = self._decode_texts(state)
     text = texts if batched else texts[0]
@@ -618,8 +643,8 @@ class Gemma4Sampler:
   def stream(self, prompt: str, *, images=None, audio=None, audio_lengths=None,
              max_new_tokens: int | None = None,
              sampling=None, rng=None, last_state: SamplingState | None = None,
-             return_state: bool = False, sharding=None, max_soft_tokens: int | None = None
-             ) -> Iterator[str] | Iterator[SamplerOutput]:
+             return_state: bool = False, sharding=None, max_soft_tokens: int | None = None,
+             **penalties) -> Iterator[str] | Iterator[SamplerOutput]:
     """Yields the text of one prompt piece by piece as it is decoded (the end token's
     text is not yielded). The decode step is the one `sample` loops over, so the
     tokens equal `sample`'s. With `return_state`, yields SamplerOutput(piece, state);
@@ -630,7 +655,8 @@ class Gemma4Sampler:
     ids = self.stream_tokens(prompt, images=images, audio=audio, audio_lengths=audio_lengths,
                              max_new_tokens=max_new_tokens, sampling=sampling, rng=rng,
                              last_state=last_state, sharding=sharding,
-                             max_soft_tokens=max_soft_tokens, return_state=return_state)
+                             max_soft_tokens=max_soft_tokens, return_state=return_state,
+                             **penalties)
     text = IncrementalDecoder(self.tokenizer)
     for token in ids:
       if token not in self._end:
@@ -647,7 +673,9 @@ class Gemma4Sampler:
                     max_new_tokens: int | None = None, sampling=None, rng=None,
                     last_state: SamplingState | None = None, sharding=None,
                     max_soft_tokens: int | None = None, allowed_tokens=None,
-                    return_state: bool = False) -> TokenStream:
+                    return_state: bool = False, repetition_penalty=None,
+                    presence_penalty=None, frequency_penalty=None, logit_bias=None
+                    ) -> TokenStream:
     """The ids one prompt's decode samples, one at a time, its end token included; the
     stream's `state` is the SamplingState after the last (final once it is exhausted).
 
@@ -661,6 +689,7 @@ class Gemma4Sampler:
     if allowed_tokens is not None and not callable(allowed_tokens):
       raise TypeError(f'allowed_tokens must be None or a function of the ids so far, got '
                       f'{type(allowed_tokens).__name__}')
+    pen = self._penalties(repetition_penalty, presence_penalty, frequency_penalty, logit_bias)
     _, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
         max_soft_tokens, sampling, return_state)
@@ -668,7 +697,8 @@ class Gemma4Sampler:
     mask = None if allowed_tokens is None else _Allowed(allowed_tokens, self.model.config.vocab_size)
     zeros = jnp.zeros((1, self.max_out_length), jnp.int32)
     first = None if mask is None else mask([])
-    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None, first)
+    state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None, first,
+                          pen(tokens, valid))
     n = jnp.asarray(n, jnp.int32)
     loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
     return TokenStream(self.params, loop, state, n, mask)
@@ -723,28 +753,35 @@ class TokenStream:
   def __iter__(self):
     return self._gen
 
+  def close(self) -> None:
+    """Stops the decode here: `state` becomes the final state of what was sampled (with
+    the device one step ahead, that step's token is in it too)."""
+    self._gen.close()
+
   def _run(self, state):
     loop, params, n = self._loop, self._params, self._n
     token = int(state.last_token[0])  # the first token, sampled from the prompt
     ids = [token]
-    if self._mask is None:
-      pending = loop.stream_step(params, state, n)
-      while True:
-        self.state = pending[0]
-        yield int(token)
-        state, going, token = pending
+    try:
+      if self._mask is None:
         pending = loop.stream_step(params, state, n)
-        if not bool(going):  # the while_loop's own condition, before that step
-          break
-      state = pending[0]
-    else:
-      while True:
-        self.state = state
-        yield int(token)
-        state, going, token = loop.stream_step(params, state, n, self._mask(ids))
-        if not bool(going):
-          break
-        ids.append(int(token))
-    tokens, logprobs, cache_full = loop.jit_finish(state, n)
-    self.state = dataclasses.replace(state, predicted_tokens=tokens, logprobs=logprobs,
-                                     cache_full=cache_full)
+        while True:
+          state = self.state = pending[0]
+          yield int(token)
+          state, going, token = pending
+          pending = loop.stream_step(params, state, n)
+          if not bool(going):  # the while_loop's own condition, before that step
+            break
+        state = pending[0]
+      else:
+        while True:
+          self.state = state
+          yield int(token)
+          state, going, token = loop.stream_step(params, state, n, self._mask(ids))
+          if not bool(going):
+            break
+          ids.append(int(token))
+    finally:  # also when the caller stops early (close): the state it has is valid
+      tokens, logprobs, cache_full = loop.jit_finish(state, n)
+      self.state = dataclasses.replace(state, predicted_tokens=tokens, logprobs=logprobs,
+                                       cache_full=cache_full)

@@ -215,3 +215,80 @@ class Combined(SamplingMethod):
 
 __all__ = ['SamplingMethod', 'Greedy', 'RandomSampling', 'TopkSampling', 'TopPSampling',
            'Combined']
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Penalties:
+  """Repetition, presence and frequency penalties and a logit bias, as arrays the decode
+  step carries (any values run the same compiled program).
+
+  repetition [B]: logits of tokens seen in the prompt or the output are divided by it
+    where positive, multiplied where negative (1 = off; HF's and vLLM's rule).
+  presence [B], frequency [B]: subtracted once if a token is in the output, and once per
+    time it is there (OpenAI's rule; 0 = off).
+  bias [B, V]: added to the logits (OpenAI's logit_bias).
+  seen [B, V] bool: the prompt's and output's tokens; counts [B, V] int32: the output's.
+  """
+
+  repetition: jax.Array
+  presence: jax.Array
+  frequency: jax.Array
+  bias: jax.Array
+  seen: jax.Array
+  counts: jax.Array
+
+  def apply(self, logits: jax.Array) -> jax.Array:
+    rep = self.repetition[:, None]
+    logits = jnp.where(self.seen, jnp.where(logits > 0, logits / rep, logits * rep), logits)
+    counts = self.counts.astype(logits.dtype)
+    return (logits - self.presence[:, None] * (counts > 0) - self.frequency[:, None] * counts
+            + self.bias)
+
+  def record(self, token: jax.Array, active: jax.Array) -> Penalties:
+    rows = jnp.arange(token.shape[0])
+    return dataclasses.replace(
+        self, seen=self.seen.at[rows, token].set(self.seen[rows, token] | active),
+        counts=self.counts.at[rows, token].add(active.astype(jnp.int32)))
+
+
+def penalties(tokens, valid, vocab_size: int, *, repetition_penalty=None,
+              presence_penalty=None, frequency_penalty=None, logit_bias=None,
+              token_id=None) -> Penalties | None:
+  """Penalties for prompts [B, T] (valid [B, T]), or None when none is asked for.
+  Checked: repetition_penalty > 0, presence/frequency in [-2, 2] (OpenAI's range),
+  logit_bias a dict of token (id, or text when token_id is given) to a bias in
+  [-100, 100]."""
+  def real(value, name, low, high, default):
+    if value is None:
+      return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+      raise TypeError(f'{name} must be a number, got {type(value).__name__} {value!r}')
+    if not (low <= float(value) <= high) or not math.isfinite(float(value)):
+      raise ValueError(f'{name} must be in [{low}, {high}], got {value}')
+    return float(value)
+
+  rep = real(repetition_penalty, 'repetition_penalty', 0.0, math.inf, 1.0)
+  if rep <= 0:
+    raise ValueError(f'repetition_penalty must be > 0 (1 = off), got {repetition_penalty}')
+  pres = real(presence_penalty, 'presence_penalty', -2.0, 2.0, 0.0)
+  freq = real(frequency_penalty, 'frequency_penalty', -2.0, 2.0, 0.0)
+  if logit_bias is not None and not isinstance(logit_bias, dict):
+    raise TypeError(f'logit_bias must be a dict of token to bias, got {type(logit_bias).__name__}')
+  if (rep, pres, freq) == (1.0, 0.0, 0.0) and not logit_bias:
+    return None
+  b = tokens.shape[0]
+  bias = np.zeros((b, vocab_size), np.float32)
+  for tok, value in (logit_bias or {}).items():
+    i = token_id(tok) if token_id is not None else tok
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < vocab_size:
+      raise ValueError(f'logit_bias: {tok!r} is not a token id in [0, {vocab_size})')
+    bias[:, int(i)] = real(value, f'logit_bias[{tok!r}]', -100.0, 100.0, 0.0)
+  seen = np.zeros((b, vocab_size), bool)
+  toks, ok = np.asarray(tokens), np.asarray(valid)
+  for row in range(b):
+    ids = toks[row][ok[row] & (toks[row] >= 0)]
+    seen[row, ids] = True
+  full = lambda v: jnp.full((b,), v, jnp.float32)  # noqa: E731
+  return Penalties(full(rep), full(pres), full(freq), jnp.asarray(bias), jnp.asarray(seen),
+                   jnp.zeros((b, vocab_size), jnp.int32))

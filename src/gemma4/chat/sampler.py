@@ -34,7 +34,7 @@ class ChatOutput(str):
   thoughts: str
   tool_calls: tuple[_tools.ToolCall, ...]
   turn: Turn
-  stop_reason: str  # 'end_of_turn', 'tool_call', 'eos', 'max_new_tokens', 'cache_full'
+  stop_reason: str  # 'end_of_turn', 'tool_call', 'eos', 'stop', 'max_new_tokens', 'cache_full'
   errors: tuple[Piece, ...] = ()  # tool calls that did not parse
   tokens: tuple[int, ...] = ()  # the ids sampled, the end token included
 
@@ -145,40 +145,45 @@ class ChatSampler:
 
   def chat(self, prompt, *, images=None, audio=None, audio_lengths=None, sampling=None,
            rng=None, max_new_tokens: int | None = None, multi_turn: bool | None = None,
-           print_stream: bool | None = None, allowed_tokens=None, response_format=None
-           ) -> ChatOutput:
+           print_stream: bool | None = None, response_format=None, stop=None,
+           allowed_tokens=None, repetition_penalty=None, presence_penalty=None,
+           frequency_penalty=None, logit_bias=None) -> ChatOutput:
     """Answers a prompt: a str (a user turn; `<|image|>` / `<|audio|>` placeholders take
     `images` / `audio` in order), a Turn or a list of Turns (the media in their chunks).
     With multi_turn (the field, or this argument) the earlier turns are the context.
 
     response_format: the answer as a JSON schema, a regular expression or choices (see
     gemma4.chat.grammar), enforced token by token (a thought before it is free).
+    stop: a str or a list of str; the answer ends before the first of them (which is
+    left out of the answer and the history), found across piece boundaries.
     allowed_tokens: a function of the reply's ids so far giving the ids the next may be
-    (Gemma4Sampler.stream_tokens), applied on top."""
-    stream = self.print_stream if print_stream is None else print_stream
-    pieces = self._run(prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-                       multi_turn, allowed_tokens, response_format)
+    (Gemma4Sampler.stream_tokens), applied on top.
+    repetition_penalty, presence_penalty, frequency_penalty, logit_bias: as in
+    Gemma4Sampler.sample (gemma4.sampling.Penalties)."""
+    show = self.print_stream if print_stream is None else print_stream
+    pieces = self.stream(prompt, images=images, audio=audio, audio_lengths=audio_lengths,
+                         sampling=sampling, rng=rng, max_new_tokens=max_new_tokens,
+                         multi_turn=multi_turn, response_format=response_format, stop=stop,
+                         allowed_tokens=allowed_tokens, repetition_penalty=repetition_penalty,
+                         presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+                         logit_bias=logit_bias)
     for piece in pieces:
-      if stream and piece.channel == _reply.ANSWER:
+      if show and piece.channel == _reply.ANSWER:
         print(piece.text, end='', flush=True)
-    if stream:
+    if show:
       print(flush=True)
     return pieces.output
 
   def stream(self, prompt, *, images=None, audio=None, audio_lengths=None, sampling=None,
              rng=None, max_new_tokens: int | None = None, multi_turn: bool | None = None,
-             allowed_tokens=None, response_format=None) -> _Reply:
+             response_format=None, stop=None, allowed_tokens=None, **penalties) -> _Reply:
     """Like chat(), but yields the reply's pieces as they are decoded: Piece(channel,
     text) with channel 'thought', 'answer' or 'tool_call' (one whole call). After the
     last, the iterator's `output` is the ChatOutput."""
-    return self._run(prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-                     multi_turn, allowed_tokens, response_format)
-
-  def _run(self, prompt, images, audio, audio_lengths, sampling, rng, max_new_tokens,
-           multi_turn, allowed_tokens, response_format) -> _Reply:
     multi_turn = self.multi_turn if multi_turn is None else multi_turn
     if not isinstance(multi_turn, bool):
       raise TypeError(f'multi_turn must be True, False or None, got {multi_turn!r}')
+    stops = _stop_strings(stop)
     hook = self._allowed(allowed_tokens, response_format)  # checked before any compute
     new = self._new_turns(prompt, images, audio)
     if audio_lengths is not None:
@@ -198,15 +203,13 @@ class ChatSampler:
       cached = ''
     delta = text[len(cached):]
     images_all, audio_all = _turns.media(full)
-    n_img = cached.count(_turns.IMAGE_TAG)
-    n_aud = cached.count(_turns.AUDIO_TAG)
-    if self.family == 'gemma3':
-      n_img = cached.count('<start_of_image>')
+    image_tag = '<start_of_image>' if self.family == 'gemma3' else _turns.IMAGE_TAG
+    n_img, n_aud = cached.count(image_tag), cached.count(_turns.AUDIO_TAG)
     ids = self.sampler.stream_tokens(
         delta, images=images_all[n_img:] or None, audio=audio_all[n_aud:] or None,
         sampling=sampling, rng=rng, max_new_tokens=max_new_tokens, last_state=state,
-        allowed_tokens=hook, return_state=True)
-    return _Reply(self, ids, (state, cached), text, turns)
+        allowed_tokens=hook, return_state=True, **penalties)
+    return _Reply(self, ids, (state, cached), text, turns, stops)
 
   def _allowed(self, user: Callable | None, response_format):
     """A reply's allowed_tokens hook: the thinking budget while in the thought, the
@@ -266,27 +269,60 @@ class ChatSampler:
 class _Reply:
   """The iterator chat() and stream() run: pieces as they come; `output` at the end."""
 
-  def __init__(self, chat: ChatSampler, ids, start: tuple, text: str, turns: list[Turn]):
+  def __init__(self, chat: ChatSampler, ids, start: tuple, text: str, turns: list[Turn],
+               stops: tuple[str, ...] = ()):
     self.output: ChatOutput | None = None
-    self._gen = self._run(chat, ids, start, text, turns)
+    self._gen = self._run(chat, ids, start, text, turns, stops)
 
   def __iter__(self) -> Iterator[Piece]:
     return self._gen
 
-  def _run(self, chat, ids, start, text, turns):
+  def _run(self, chat, ids, start, text, turns, stops):
     parser = _reply.ReplyParser(chat.tokenizer)
     end_tokens = set(chat.sampler.end_tokens)
-    sampled = []
+    sampled, stopped = [], False
+    held = ''  # answer text that may begin a stop string: shown once it cannot
+    hold = max((len(x) for x in stops), default=1) - 1
     for token in ids:
       sampled.append(token)
-      if token not in end_tokens:
-        yield from parser.add(token)
-    yield from parser.finish()
+      if token in end_tokens:
+        continue
+      for piece in parser.add(token):
+        if piece.channel != _reply.ANSWER or not stops:
+          if held:  # the answer text before a call is whole
+            yield Piece(_reply.ANSWER, held)
+            held = ''
+          yield piece
+          continue
+        held += piece.text
+        answer = parser.chunks[-1]  # the answer text so far holds `held` at its end
+        since = max(0, len(answer) - len(held) - hold)  # earlier text was searched already
+        at = min((i for i in (answer.find(x, since) for x in stops) if i >= 0), default=-1)
+        if at >= 0:  # the answer ends before the stop string
+          cut = at - (len(answer) - len(held))
+          if cut > 0:
+            yield Piece(_reply.ANSWER, held[:cut])
+          parser.chunks[-1] = answer[:at]
+          held, stopped = '', True
+          break
+        if len(held) > hold:
+          yield Piece(_reply.ANSWER, held[:len(held) - hold])
+          held = held[len(held) - hold:]
+      if stopped:
+        ids.close()
+        break
+    for piece in parser.finish():
+      if piece.channel == _reply.ANSWER and stops:
+        held += piece.text
+        continue
+      yield piece
+    if held:
+      yield Piece(_reply.ANSWER, held)
     state = ids.state
-    reason = _stop_reason(chat.tokenizer, sampled[-1], end_tokens, state)
+    reason = 'stop' if stopped else _stop_reason(chat.tokenizer, sampled[-1], end_tokens, state)
     if reason in ('end_of_turn', 'eos') and parser.chunks and isinstance(parser.chunks[-1], _tools.ToolCall):
       reason = 'tool_call'  # small models end a call with <eos> or <turn|>, not <|tool_response>
-    reply = _turns.Model(*parser.chunks)
+    reply = _turns.Model(*[c for c in parser.chunks if c != ''])
     # The cache holds every sampled token but the last (as in the official sampler);
     # the state this turn was prefilled from stays the clean point until the next turn.
     cached = chat.tokenizer.decode(sampled[:-1])
@@ -296,6 +332,16 @@ class _Reply:
     object.__setattr__(chat, '_clean', start)
     self.output = ChatOutput(reply.text, reply.thoughts, tuple(reply.tool_calls), reply,
                              reason, tuple(parser.errors), tuple(sampled))
+
+
+def _stop_strings(stop) -> tuple[str, ...]:
+  if stop is None:
+    return ()
+  if isinstance(stop, str):
+    stop = [stop]
+  if not isinstance(stop, Sequence) or not all(isinstance(x, str) and x for x in stop):
+    raise TypeError(f'stop must be a str or a list of non-empty str, got {stop!r:.80}')
+  return tuple(stop)
 
 
 def _stop_reason(tokenizer, last, end_tokens, state) -> str:
