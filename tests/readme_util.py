@@ -169,8 +169,9 @@ def prepare(work: pathlib.Path) -> pathlib.Path:
                             the real one (which `gemma4.load_default()` loads)
   gemma-4-E2B-it/           a tiny random Gemma 4 HF directory (HF_CONFIG), a stand-in too
   ckpt/                     an Orbax checkpoint of the Gemma3_270M() tree (zeros, bf16)
-  tokenizer_gemma4.model    a SentencePiece model with the Gemma 4 special ids
-                            (tests/tokenizer_util.py), for the tiny Gemma 4 models
+  tokenizer_gemma4.model    a SentencePiece model with the Gemma 4 special ids and the
+                            conversation tags (tests/tokenizer_util.py), for the tiny
+                            Gemma 4 models
   photo.jpg, scan.png       an RGB JPEG (240 x 320) and a gray PNG (400 x 300)
   speech.wav                1 s of 16-bit stereo noise at 24 kHz
   """
@@ -180,7 +181,7 @@ def prepare(work: pathlib.Path) -> pathlib.Path:
   write_gguf(work / 'gemma-3-270m-q4_k_m.gguf')
   write_hf_dir(work / 'gemma-4-E2B-it')
   write_orbax(work / 'ckpt', gemma4.models.Gemma3_270M())
-  tokenizer_util.build(work / 'tokenizer_gemma4.model')
+  tokenizer_util.build(work / 'tokenizer_gemma4.model', chat=True)
   rng = np.random.default_rng(0)
   Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(work / 'photo.jpg')
   Image.fromarray(rng.integers(0, 256, (400, 300), dtype=np.uint8)).save(work / 'scan.png')

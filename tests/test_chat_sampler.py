@@ -284,3 +284,21 @@ def test_penalties_and_bias_equal_a_numpy_reference_and_do_not_recompile(model, 
     s.sample('Hi', logit_bias={5: 200})
   with pytest.raises(ValueError, match=r"'zzzq' is not in the vocabulary|must be exactly one token"):
     s.sample('Hi', logit_bias={'zzzq': 1})
+
+
+def test_images_and_audio_in_later_turns_equal_sampling_the_whole_conversation(tok):
+  m = gemma4.models.tiny('e2b', text_only=False)
+  params = m.init(0)
+  rng = np.random.default_rng(0)
+  img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+  clip = rng.uniform(-0.5, 0.5, 8000).astype(np.float32)
+  kw = dict(cache_length=512, max_out_length=6, pad_length=(128, 256, 512), max_soft_tokens=70)
+  s = chat.ChatSampler(model=m, params=params, tokenizer=tok, multi_turn=True, **kw)
+  s.chat('Hello world', max_new_tokens=3)
+  s.chat('Look: <|image|> and hear', images=[img], audio=[clip], max_new_tokens=4)
+  convo = s.conversation
+  assert [type(c).__name__ for c in convo[2].chunks] == ['str', 'Image', 'str', 'Audio']
+  ref = gemma4.Gemma4Sampler(model=m, params=params, tokenizer=tok, **kw)
+  want = ref.sample(chat.render(convo[:3]), images=[img], audio=[clip], max_new_tokens=4,
+                    return_state=True)
+  assert reply_ids_from(s) == [int(t) for t in want.tokens if t]

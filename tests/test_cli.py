@@ -81,12 +81,12 @@ def test_stream_prints_the_same_text(cached_load, capsys, default_ckpt):
 def test_chat_keeps_the_history_in_the_cache(cached_load, capsys, monkeypatch):
   monkeypatch.setattr('sys.stdin', io.StringIO('Hello!\nWhat did I just say?\n\n'))
   calls = []
-  real_stream = gemma4.Gemma4Sampler.stream
+  real_stream = gemma4.Gemma4Sampler.stream_tokens
 
   def spy(self, prompt, **kw):
     calls.append((prompt, kw.get('last_state') is not None))
     return real_stream(self, prompt, **kw)
-  monkeypatch.setattr(gemma4.Gemma4Sampler, 'stream', spy)
+  monkeypatch.setattr(gemma4.Gemma4Sampler, 'stream_tokens', spy)
   assert cli.main(['chat', '-n', '6', '--cache-length', '256']) == 0
   assert len(calls) == 2
   assert calls[0] == ('<start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\n', False)

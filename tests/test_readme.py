@@ -102,7 +102,31 @@ def check_decoder(ns, values, stdout, loaded):
   assert int(ns['cache'].next_pos[0]) == 5  # 4 prompt tokens + 1
 
 
+def check_conversations(ns, values, stdout, loaded):
+  import json
+  import re
+  import jsonschema
+  out, talk, agent = ns['out'], ns['talk'], ns['agent']
+  person = json.loads(values[0])  # the first chat's answer
+  jsonschema.validate(person, ns['person'])
+  assert values[1] in ('yes', 'no')
+  assert re.fullmatch(r'20[0-9]{2}-[01][0-9]-[0-3][0-9]', values[2])
+  assert '.' not in values[3] and '\n' not in values[3]
+  assert values[4] == talk.history_text() and values[0] in values[4]
+  text, thoughts, calls, reason = values[5]
+  assert isinstance(out, chat_output()) and (text, thoughts) == (out.text, out.thoughts)
+  assert reason in ('end_of_turn', 'eos', 'tool_call', 'max_new_tokens', 'stop')
+  assert any(line.split()[0] in ('thought', 'answer', 'tool_call') for line in stdout.splitlines())
+  assert values[-1].startswith('<|turn>system\n<|think|><|tool>declaration:get_weather{')
+  assert len(agent.turns) >= 4
+
+
+def chat_output():
+  return gemma4.chat.ChatOutput
+
+
 CHECKS = {'Checkpoints': check_checkpoints, 'Sampling': check_sampling,
+          'Conversations': check_conversations,
           'Images': check_images, 'Audio': check_audio, 'Using the decoder': check_decoder}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import struct
@@ -151,9 +152,18 @@ def parser() -> argparse.ArgumentParser:
   _add_model_args(s)
   _add_sampling_args(s)
   c = sub.add_parser('chat', help='a multi-turn conversation in the terminal',
-                     description='Chat in the Gemma turn format; the history stays in the KV '
-                                 'cache between turns. An empty line or Ctrl-D ends it.')
+                     description='Chat in the model\'s turn format; the history stays in the KV '
+                                 'cache between turns. /help lists the commands; Ctrl-C stops a '
+                                 'reply, Ctrl-D (or /exit) ends the chat.')
   c.add_argument('--system', metavar='TEXT', help='a system instruction, sent before the first turn')
+  c.add_argument('--think', action='store_true',
+                 help='thinking on (Gemma 4): the thought is shown dimmed, apart from the answer')
+  c.add_argument('--thinking-budget', type=int, metavar='N',
+                 help='close the thought after N tokens and answer (with --think)')
+  c.add_argument('--json-schema', metavar='FILE',
+                 help='answers are JSON valid under this JSON schema (a .json file)')
+  c.add_argument('--stop', action='append', metavar='STR', default=[],
+                 help='end an answer before this text (repeatable)')
   _add_model_args(c)
   _add_sampling_args(c)
   return p
@@ -395,37 +405,189 @@ def _demo(argv_rest) -> int:
   return _sample(args)
 
 
+CHAT_HELP = """commands:
+  /help              this list
+  /reset             forget the conversation
+  /system [TEXT]     set (or, without TEXT, clear) the system instruction; the conversation restarts
+  /think on|off      thinking (Gemma 4 models)
+  /save FILE         write the conversation as JSON
+  /load FILE         continue a conversation saved with /save
+  /exit              end the chat (or Ctrl-D)
+Ctrl-C stops the reply being written and keeps what was said."""
+
+
+def _chat_check(args) -> None:
+  if args.thinking_budget is not None and args.thinking_budget < 1:
+    raise CliError(f'--thinking-budget must be >= 1, got {args.thinking_budget}')
+  if args.thinking_budget is not None and not args.think:
+    raise CliError('--thinking-budget needs --think')
+  if any(not s for s in args.stop):
+    raise CliError('--stop must not be empty')
+  args.schema = None
+  if args.json_schema:
+    _check_path('--json-schema', args.json_schema)
+    try:
+      with open(args.json_schema, encoding='utf-8') as f:
+        args.schema = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+      raise CliError(f'--json-schema: {args.json_schema} is not JSON: {e}') from e
+    if not isinstance(args.schema, dict):
+      raise CliError(f'--json-schema: {args.json_schema} holds a {type(args.schema).__name__}, '
+                     'not a JSON schema object')
+
+
+def _base_model_name(args, model) -> bool:
+  """Whether the checkpoint is known to be a base (pretrained, not instruction-tuned) model."""
+  if not args.checkpoint:
+    return True  # the default Gemma 3 270M is the base model
+  name = os.path.basename(os.path.normpath(args.checkpoint)).lower()
+  if any(t in name for t in ('-it', '_it', 'instruct', 'chat')):
+    return False
+  return any(t in name for t in ('-pt', '_pt', '-base', '_base'))
+
+
 def _chat(args) -> int:
   _check(args)
+  _chat_check(args)
   model, params, tokenizer = _load(args)
-  sampler = _sampler(args, model, params, tokenizer)
-  start, end = tokenizer.TURN_TOKENS
-  end_ids = set(sampler._end)
-  _status(f'chat with {model.name}: type a message; an empty line or Ctrl-D ends')
-  state, prefix = None, ''
-  if args.system:
-    prefix = f'{start}system\n{args.system}{end}\n'
+  from gemma4 import chat
+  sampler = _sampler(args, model, params, tokenizer)  # checks media against the model
+  try:
+    talk = chat.ChatSampler(
+        model=model, params=params, tokenizer=tokenizer, sampling=_sampling(args),
+        cache_length=args.cache_length, max_out_length=args.max_new_tokens,
+        pad_length=sampler.pad_length, max_soft_tokens=args.max_soft_tokens,
+        multi_turn=True, system=args.system, think=args.think,
+        thinking_budget=args.thinking_budget)
+    if args.schema is not None:  # refused now if the engine cannot enforce it
+      chat.grammar.Constraint(tokenizer, args.schema, talk.sampler.end_tokens)
+  except (ValueError, TypeError) as e:
+    raise CliError(str(e)) from e
+  if _base_model_name(args, model):
+    _status(f'warning: {model.name} here is a base model (not instruction-tuned): it continues '
+            'text and follows no chat well; load an "-it" checkpoint with -c for a chat')
+  try:
+    import readline  # noqa: F401 (line editing and history for input())
+  except ImportError:
+    pass
+  images, _ = _images(args, '')
+  clips, _ = _audio(args, '')
+  _status(f'chat with {model.name}: type a message; /help lists the commands, Ctrl-D ends')
   while True:
     try:
       message = input('> ')
     except EOFError:
       print()
       break
+    except KeyboardInterrupt:
+      print()
+      _status('(Ctrl-D or /exit ends the chat)')
+      continue
     if not message.strip():
-      break
-    prompt = f'{prefix}{start}user\n{message}{end}\n{start}model\n'
-    if state is not None and int(state.cache.next_pos[0]) + 8 >= args.cache_length:
-      raise CliError(f'the conversation filled the cache ({args.cache_length} tokens): '
-                     'start again with a larger --cache-length')
+      continue
+    if message.startswith('/'):
+      if _chat_command(talk, message.strip()):
+        break
+      continue
     try:
-      state, _, _ = _stream(sampler, prompt, args, last_state=state)
+      _chat_turn(talk, model, message, args, images, clips)
     except ValueError as e:  # e.g. the history plus this message no longer fits
-      raise CliError(str(e)) from e
-    # The turn's last sampled token is not in the cache (as in the official sampler):
-    # the next prompt starts with it, then closes the model's turn if it did not.
-    last = int(state.last_token[0])
-    prefix = (end if last in end_ids else tokenizer.decode([last]) + end) + '\n'
+      _status(f'error: {e}')
+    images = clips = None  # --image / --audio go with the first message
   return 0
+
+
+def _chat_turn(talk, model, message, args, images, clips) -> None:
+  import signal
+  from gemma4 import compilation
+  reply = talk.stream(message, images=images, audio=clips, rng=args.seed,
+                      max_new_tokens=args.max_new_tokens, stop=args.stop or None,
+                      response_format=args.schema)
+  previous = signal.getsignal(signal.SIGINT)
+  signal.signal(signal.SIGINT, lambda *_: reply.stop())  # Ctrl-C: end this reply, keep it
+  t0, c0 = time.perf_counter(), compilation.compile_seconds()
+  first = c_first = None
+  channel = None
+  try:
+    for piece in reply:
+      if first is None:
+        first, c_first = time.perf_counter() - t0, compilation.compile_seconds() - c0
+      if piece.channel != channel:
+        if channel == 'thought':
+          print('\x1b[0m\n', end='')
+        channel = piece.channel
+        print({'thought': f'{model.name} (thinking): \x1b[2m', 'answer': f'{model.name}: ',
+               'tool_call': f'{model.name} (tool call): '}[channel], end='')
+      print(piece.text, end='', flush=True)
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if channel == 'thought':
+    print('\x1b[0m', end='')
+  print(flush=True)
+  out = reply.output
+  if first is None:
+    first, c_first = time.perf_counter() - t0, compilation.compile_seconds() - c0
+  rest = time.perf_counter() - t0 - first - (compilation.compile_seconds() - c0 - c_first)
+  n = len(out.tokens)
+  _status(f'{n} new tokens; first token after {first:.2f} s (compiling {c_first:.2f} s)'
+          + (f', then {(n - 1) / rest:.1f} tokens/s' if n > 1 and rest > 0 else ''))
+  notices = {'max_new_tokens': f'the reply was cut short at --max-new-tokens '
+                               f'{args.max_new_tokens} (raise -n for longer replies)',
+             'cache_full': f'the reply was cut short: the conversation filled the cache '
+                           f'({args.cache_length} tokens); /reset, or a larger --cache-length',
+             'interrupted': 'reply stopped (Ctrl-C); it stays in the conversation'}
+  if out.stop_reason in notices:
+    _status(notices[out.stop_reason])
+  for e in out.errors:
+    _status(f'warning: a tool call did not parse ({e.error}): {e.text}')
+
+
+def _chat_command(talk, line: str) -> bool:
+  """Runs a /command; True when the chat should end."""
+  from gemma4.chat import turns
+  cmd, _, arg = line.partition(' ')
+  arg = arg.strip()
+  if cmd in ('/exit', '/quit', '/bye'):
+    return True
+  if cmd == '/help':
+    print(CHAT_HELP)
+  elif cmd == '/reset':
+    talk.reset()
+    _status('the conversation is forgotten')
+  elif cmd == '/system':
+    object.__setattr__(talk, 'system', arg or None)
+    talk.reset()
+    _status(f'system instruction {"set" if arg else "cleared"}; the conversation restarts')
+  elif cmd == '/think':
+    if arg not in ('on', 'off'):
+      _status('error: /think takes on or off')
+    elif talk.family != 'gemma4':
+      _status(f'error: {talk.model.name} is a Gemma 3 model: it has no thinking')
+    else:
+      object.__setattr__(talk, 'think', arg == 'on')
+      _status(f'thinking {arg}' + (' (from the next message)' if talk.turns else ''))
+  elif cmd == '/save':
+    if not arg:
+      _status('error: /save takes a file name')
+      return False
+    try:
+      with open(arg, 'w', encoding='utf-8') as f:
+        json.dump(turns.to_json(talk.conversation), f, indent=1, ensure_ascii=False)
+    except OSError as e:
+      _status(f'error: cannot write {arg}: {e.strerror or e}')
+      return False
+    _status(f'saved {len(talk.turns)} turns to {arg}')
+  elif cmd == '/load':
+    try:
+      with open(arg, encoding='utf-8') as f:
+        talk.load(turns.from_json(json.load(f)))
+    except (OSError, ValueError) as e:
+      _status(f'error: cannot load {arg or "(no file given)"}: {_describe(e)}')
+      return False
+    _status(f'loaded {len(talk.turns)} turns from {arg}; the next message continues them')
+  else:
+    _status(f'error: unknown command {cmd} (/help lists them)')
+  return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,8 @@ class ChatOutput(str):
   thoughts: str
   tool_calls: tuple[_tools.ToolCall, ...]
   turn: Turn
-  stop_reason: str  # 'end_of_turn', 'tool_call', 'eos', 'stop', 'max_new_tokens', 'cache_full'
+  # 'end_of_turn', 'tool_call', 'eos', 'stop', 'max_new_tokens', 'cache_full', 'interrupted'
+  stop_reason: str
   errors: tuple[Piece, ...] = ()  # tool calls that did not parse
   tokens: tuple[int, ...] = ()  # the ids sampled, the end token included
 
@@ -126,6 +127,24 @@ class ChatSampler:
   def reset(self) -> None:
     """Forgets the conversation (the next chat starts with an empty cache)."""
     self._reset()
+
+  def load(self, turns) -> None:
+    """Takes up a conversation (Turns, e.g. from gemma4.chat.turns.from_json): the next
+    chat() continues it (prefilling it then). System turns set `system` and `think`."""
+    turns = _turns.as_turns(turns) if turns else []
+    self._reset()
+    rest = []
+    for t in turns:
+      if t.role != 'system':
+        rest.append(t)
+        continue
+      think = any(c is _turns.THINK for c in t.chunks)
+      tools = [c for c in t.chunks if isinstance(c, _tools.Tool)]
+      object.__setattr__(self, 'system', t.text or None)
+      object.__setattr__(self, 'think', think)
+      if tools:
+        object.__setattr__(self, 'tools', tuple(tools))
+    object.__setattr__(self, 'turns', rest)
 
   @property
   def conversation(self) -> list[Turn]:
@@ -272,10 +291,16 @@ class _Reply:
   def __init__(self, chat: ChatSampler, ids, start: tuple, text: str, turns: list[Turn],
                stops: tuple[str, ...] = ()):
     self.output: ChatOutput | None = None
+    self._stop = False
     self._gen = self._run(chat, ids, start, text, turns, stops)
 
   def __iter__(self) -> Iterator[Piece]:
     return self._gen
+
+  def stop(self) -> None:
+    """Ends the reply at the next token (the CLI's Ctrl-C): what was said is kept, with
+    stop_reason 'interrupted'. Go on iterating to collect the rest and `output`."""
+    self._stop = True
 
   def _run(self, chat, ids, start, text, turns, stops):
     parser = _reply.ReplyParser(chat.tokenizer)
@@ -285,6 +310,9 @@ class _Reply:
     hold = max((len(x) for x in stops), default=1) - 1
     for token in ids:
       sampled.append(token)
+      if self._stop:
+        ids.close()
+        break
       if token in end_tokens:
         continue
       for piece in parser.add(token):
@@ -319,7 +347,8 @@ class _Reply:
     if held:
       yield Piece(_reply.ANSWER, held)
     state = ids.state
-    reason = 'stop' if stopped else _stop_reason(chat.tokenizer, sampled[-1], end_tokens, state)
+    reason = ('stop' if stopped else 'interrupted' if self._stop else
+              _stop_reason(chat.tokenizer, sampled[-1], end_tokens, state))
     if reason in ('end_of_turn', 'eos') and parser.chunks and isinstance(parser.chunks[-1], _tools.ToolCall):
       reason = 'tool_call'  # small models end a call with <eos> or <turn|>, not <|tool_response>
     reply = _turns.Model(*[c for c in parser.chunks if c != ''])

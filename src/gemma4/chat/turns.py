@@ -221,3 +221,71 @@ def _gemma3_content(t: Turn, trim: bool = True) -> str:
       raise ValueError(f'Gemma 3 models take text and images only; a {t.role} turn holds '
                        f'{type(c).__name__.lstrip("_")}')
   return ''.join(parts)
+
+
+# ------------------------------------------------------------------------ JSON
+
+def to_json(turns: Sequence[Turn]) -> dict:
+  """A conversation as JSON-able data: {'turns': [{'role', 'chunks': [...]}, ...]} with a
+  chunk a str or one of {'thought': str}, {'think': true}, {'image': null},
+  {'audio': null} (media are not kept: only where they were), {'tool': {name,
+  description, parameters, response}}, {'call': {name, arguments}}, {'response': {name,
+  response}}."""
+  def chunk(c):
+    if isinstance(c, str):
+      return c
+    if isinstance(c, Thought):
+      return {'thought': c.text}
+    if isinstance(c, _Think):
+      return {'think': True}
+    if isinstance(c, Image):
+      return {'image': None}
+    if isinstance(c, Audio):
+      return {'audio': None}
+    if isinstance(c, Tool):
+      return {'tool': {k: v for k, v in (('name', c.name), ('description', c.description),
+                                         ('parameters', c.parameters), ('response', c.response))
+                       if v is not None}}
+    if isinstance(c, ToolCall):
+      return {'call': {'name': c.name, 'arguments': c.arguments}}
+    return {'response': {'name': c.name, 'response': c.response}}
+
+  return {'turns': [{'role': t.role, 'chunks': [chunk(c) for c in t.chunks]} for t in turns]}
+
+
+def from_json(data) -> list[Turn]:
+  """The turns of `to_json`'s data; an error names what is wrong and where."""
+  if not isinstance(data, dict) or not isinstance(data.get('turns'), list):
+    raise ValueError("a conversation is {'turns': [...]}")
+  out = []
+  for i, t in enumerate(data['turns']):
+    if not isinstance(t, dict) or 'role' not in t or not isinstance(t.get('chunks'), list):
+      raise ValueError(f"turn {i}: expected {{'role': ..., 'chunks': [...]}}, got {t!r:.80}")
+    chunks = []
+    for j, c in enumerate(t['chunks']):
+      where = f'turn {i} chunk {j}'
+      if isinstance(c, str):
+        chunks.append(c)
+        continue
+      if not isinstance(c, dict) or len(c) != 1:
+        raise ValueError(f'{where}: expected a str or a one-key dict, got {c!r:.80}')
+      (kind, v), = c.items()
+      try:
+        if kind == 'thought':
+          chunks.append(Thought(v))
+        elif kind == 'think':
+          chunks.append(THINK)
+        elif kind in ('image', 'audio'):
+          raise ValueError(f'{kind}s are not kept in a saved conversation')
+        elif kind == 'tool':
+          chunks.append(Tool.from_schema(v))
+        elif kind == 'call':
+          chunks.append(ToolCall(v['name'], dict(v.get('arguments', {}))))
+        elif kind == 'response':
+          chunks.append(ToolResponse(v['name'], v.get('response', {})))
+        else:
+          raise ValueError(f'unknown chunk kind {kind!r}')
+      except (TypeError, KeyError, ValueError) as e:
+        raise ValueError(f'{where}: {e}') from e
+    out.append(Turn(t['role'], tuple(chunks)))
+  return out
