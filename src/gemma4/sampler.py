@@ -777,6 +777,8 @@ class TokenStream:
         while True:
           self.state = state
           yield int(token)
+          if int(token) in loop.end_tokens or len(ids) >= int(n):
+            break  # done: the hook is not asked for a token that will not come
           state, going, token = loop.stream_step(params, state, n, self._mask(ids))
           if not bool(going):
             break
