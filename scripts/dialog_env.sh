@@ -10,12 +10,7 @@ env_dir="${GEMMA4_DIALOG_ENV:-$HOME/.cache/gemma4/dialog-py312}"
 stamp="$env_dir/.gemma4-dialog-ready-v2"
 if [ -f "$stamp" ]; then echo "$env_dir"; exit 0; fi
 
-py312=""
-if command -v pyenv >/dev/null 2>&1; then
-  for p in "$(pyenv root)"/versions/3.12.*/bin/python3.12; do [ -x "$p" ] && py312="$p"; done
-fi
-[ -n "$py312" ] || py312="$(command -v python3.12 || true)"
-if [ -z "$py312" ]; then echo "dialog_env: no Python 3.12 found (dialog needs it)" >&2; exit 1; fi
+source "$(dirname "$0")/python312.sh"
 
 echo "dialog_env: building $env_dir with $py312" >&2
 rm -rf "$env_dir"

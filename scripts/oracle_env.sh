@@ -7,12 +7,7 @@ env_dir="${GEMMA4_ORACLE_ENV:-$HOME/.cache/gemma4/oracle-py312}"
 stamp="$env_dir/.gemma4-oracle-ready-v1"
 if [ -f "$stamp" ]; then echo "$env_dir"; exit 0; fi
 
-py312=""
-if command -v pyenv >/dev/null 2>&1; then
-  for p in "$(pyenv root)"/versions/3.12.*/bin/python3.12; do [ -x "$p" ] && py312="$p"; done
-fi
-[ -n "$py312" ] || py312="$(command -v python3.12 || true)"
-if [ -z "$py312" ]; then echo "oracle_env: no Python 3.12 found (needed by gemma==4.0.1)" >&2; exit 1; fi
+source "$(dirname "$0")/python312.sh"
 
 echo "oracle_env: building $env_dir with $py312 (about 3.5 GB, a few minutes)" >&2
 rm -rf "$env_dir"
