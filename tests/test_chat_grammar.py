@@ -113,3 +113,40 @@ def test_token_bytes_mark_tags_special_and_keep_whitespace_pieces_as_text(real):
   assert pieces[tok.token_id('\n')] == b'\n' and tok.token_id('\n') not in special
   assert pieces[tok.encode(' the')[0]] == b' the'
   assert sum(1 for p in pieces if len(p) == 1 and not p.isascii()) >= 128  # byte pieces
+
+
+def test_tool_call_grammar_takes_every_valid_call_and_refuses_what_the_schema_does_not(tiny):
+  from gemma4.chat import tools
+  from tests import chat_cases
+  _, _, tok = tiny
+  declared = [chat.Tool.from_schema(chat_cases.WEATHER), chat.Tool.from_schema(chat_cases.SEARCH),
+              chat.Tool.from_schema(chat_cases.NO_ARGS),
+              chat.Tool.from_schema({'name': 'pick', 'parameters': {'type': 'object', 'properties': {
+                  'xs': {'type': 'array', 'maxItems': 2, 'items': {'type': 'integer'}},
+                  's': {'type': 'string', 'maxLength': 3}}}})]
+  g = grammar.tool_call_grammar(declared, tok)
+  end = (1, 106)
+
+  def first_refused(call_text):
+    c = grammar.Constraint(tok, g, end)
+    ids = tok.encode(call_text)[1:]  # what follows <|tool_call>
+    return next((k for k in range(len(ids)) if not c(ids[:k])[ids[k]]), None)
+
+  for call in [tools.ToolCall('get_weather', {'city': 'Paris, "x" {y}', 'days': 3, 'unit': 'celsius'}),
+               tools.ToolCall('get_weather', {'city': 'Rome'}),
+               tools.ToolCall('search', {'query': 'q', 'filters': {'site': None, 'tags': ['a', 'b']},
+                                         'mode': 7}),
+               tools.ToolCall('search', {'query': '', 'mode': 'fast'}),
+               tools.ToolCall('now', {}), tools.ToolCall('now', {'any': [1, {'b': None}]}),
+               tools.ToolCall('pick', {'xs': [1, -20], 's': 'abc'}), tools.ToolCall('pick', {})]:
+    assert first_refused(call.as_text()) is None, call
+  for call, where in [(tools.ToolCall('get_weather', {'days': 3}), 'days'),  # city is required
+                      (tools.ToolCall('get_weather', {'city': 'x', 'unit': 'kelvin'}), 'kelvin'),
+                      (tools.ToolCall('pick', {'xs': [1, 2, 3]}), ',3'),  # maxItems 2
+                      (tools.ToolCall('pick', {'s': 'abcd'}), 'd'),  # maxLength 3
+                      (tools.ToolCall('get_weather', {'city': 'x', 'days': 1.5}), '.'),
+                      (tools.ToolCall('delete_all', {}), 'delete')]:
+    k = first_refused(call.as_text())
+    assert k is not None, call
+    ids = tok.encode(call.as_text())[1:]
+    assert tok.decode(ids[:k + 1]).endswith(tok.decode(ids[k:k + 1])) and where[0] in tok.decode(ids[k:])

@@ -302,3 +302,24 @@ def test_images_and_audio_in_later_turns_equal_sampling_the_whole_conversation(t
   want = ref.sample(chat.render(convo[:3]), images=[img], audio=[clip], max_new_tokens=4,
                     return_state=True)
   assert reply_ids_from(s) == [int(t) for t in want.tokens if t]
+
+
+ALARM = {'name': 'set_alarm', 'description': 'Sets an alarm.', 'parameters': {
+    'type': 'object', 'required': ['hour', 'am', 'days'], 'properties': {
+        'hour': {'type': 'integer'}, 'am': {'type': 'boolean'},
+        'days': {'type': 'array', 'maxItems': 3, 'items': {'enum': ['mon', 'tue', 'sun']}},
+        'label': {'type': 'string', 'maxLength': 8}}}}
+
+
+def test_a_call_the_model_opens_is_held_to_a_declared_tool_and_its_schema(model, tok):
+  import jsonschema
+  s = make(model, tok, tools=[ALARM, get_weather], cache_length=2048)
+  for seed in range(3):
+    out = s.chat('Wake me up', max_new_tokens=96, rng=seed, sampling=gemma4.sampling.RandomSampling(),
+                 allowed_tokens=script(tok, '<|tool_call>', 'call:set_alarm'))
+    (call,) = out.tool_calls
+    assert call.name == 'set_alarm' and out.errors == () and out.stop_reason != 'cache_full'
+    jsonschema.validate(call.arguments, ALARM['parameters'])
+  free = make(model, tok, tools=[ALARM], constrain_tool_calls=False)
+  out = free.chat('Wake me up', max_new_tokens=24, allowed_tokens=script(tok, '<|tool_call>'))
+  assert out.tool_calls == ()  # unconstrained, a random model writes no valid call

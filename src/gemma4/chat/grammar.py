@@ -51,10 +51,16 @@ class JsonSchema:
   schema: Mapping
 
 
-def as_format(response_format) -> Regex | Choices | JsonSchema:
+@dataclasses.dataclass(frozen=True)
+class Lark:
+  """Output in a grammar of llguidance's Lark syntax (special tokens as <[id]>)."""
+  grammar: str
+
+
+def as_format(response_format) -> Regex | Choices | JsonSchema | Lark:
   """A response_format in any accepted form, checked."""
   f = response_format
-  if isinstance(f, (Regex, Choices, JsonSchema)):
+  if isinstance(f, (Regex, Choices, JsonSchema, Lark)):
     return f
   if isinstance(f, re.Pattern):
     return Regex(f.pattern)
@@ -80,6 +86,8 @@ def _grammar(fmt) -> str:
     return llguidance.LLMatcher.grammar_from_regex(fmt.pattern)
   if isinstance(fmt, Choices):
     return llguidance.LLMatcher.grammar_from_regex('|'.join(re.escape(o) for o in fmt.options))
+  if isinstance(fmt, Lark):
+    return llguidance.LLMatcher.grammar_from_lark(fmt.grammar)
   try:
     text = json.dumps(dict(fmt.schema))
   except (TypeError, ValueError) as e:
@@ -175,3 +183,115 @@ class Constraint:
   def complete(self) -> bool:
     """The output so far is a whole sentence of the grammar."""
     return self.matcher.is_accepting()
+
+
+# ------------------------------------------------------------------ tool calls
+
+def tool_call_grammar(tools: Sequence, tokenizer: Gemma4Tokenizer) -> Lark:
+  """The grammar of what follows `<|tool_call>`: `call:NAME{...}<tool_call|>` for one of
+  the declared tools, its arguments in the native format (strings between `<|"|>`
+  tokens) and shaped by the tool's parameters schema: its properties in their declared
+  order, the required ones present; enums and consts as listed; integers, numbers,
+  booleans, null, arrays of the item schema, anyOf/oneOf and type lists as
+  alternatives. What the schema leaves open (no type, $ref, additional properties) is
+  any native value. Integers have at most 19 digits, strings keep their maxLength and
+  arrays their maxItems (without those, a string or array can run on); numeric bounds
+  and minimum lengths are not enforced."""
+  from gemma4.chat import tools as _tools
+  quote, close = tokenizer.token_id(_tools.QUOTE), tokenizer.token_id(_tools.CALL_CLOSE)
+  rules: dict[str, str] = {}
+
+  def lit(text: str) -> str:
+    return json.dumps(text)
+
+  def rule(name: str, body: str) -> str:
+    rules[name] = body
+    return name
+
+  def value(schema, name: str) -> str:
+    if not isinstance(schema, Mapping) or not schema:
+      return 'any_value'
+    if 'const' in schema:
+      return rule(name, _written(schema['const'], quote))
+    if 'enum' in schema:
+      return rule(name, ' | '.join(_written(v, quote) for v in schema['enum']))
+    alts = schema.get('anyOf') or schema.get('oneOf')
+    if alts:
+      return rule(name, ' | '.join(value(a, f'{name}_{i}') for i, a in enumerate(alts)))
+    t = schema.get('type')
+    if isinstance(t, list):
+      return rule(name, ' | '.join(value({**schema, 'type': x}, f'{name}_{x}') for x in t))
+    nullable = ' | "null"' if schema.get('nullable') else ''
+    if t == 'string':
+      if 'maxLength' in schema or 'minLength' in schema:
+        n, m = int(schema.get('minLength', 0)), schema.get('maxLength')
+        text = rule(name.upper() + '_TEXT', f'/[^\\x00]{{{n},{"" if m is None else int(m)}}}/')
+        return rule(name, f'<[{quote}]> {text} <[{quote}]>' + nullable)
+      return rule(name, 'string' + nullable)
+    if t == 'integer':
+      return rule(name, 'INTEGER' + nullable)
+    if t == 'number':
+      return rule(name, 'NUMBER' + nullable)
+    if t == 'boolean':
+      return rule(name, '"true" | "false"' + nullable)
+    if t == 'null':
+      return rule(name, '"null"')
+    if t == 'array':
+      item = value(schema.get('items', {}), f'{name}_item')
+      if 'maxItems' not in schema:
+        return rule(name, f'"[" ({item} ("," {item})*)? "]"' + nullable)
+      tail = ''  # at most maxItems items: item ("," item ("," ...)?)?
+      for k in range(int(schema['maxItems'])):
+        tail = rule(f'{name}_up{k + 1}', f'{item} ("," {tail})?' if tail else item)
+      return rule(name, f'"[" {tail}? "]"' + nullable if tail else '"[" "]"' + nullable)
+    if t == 'object' or 'properties' in schema:
+      return rule(name, obj(schema, name) + nullable)
+    return 'any_value'
+
+  def obj(schema, name: str) -> str:
+    props = list((schema.get('properties') or {}).items())
+    required = set(schema.get('required') or ())
+    if not props:
+      return '"{" (any_member ("," any_member)*)? "}"'
+    members = [rule(f'{name}_m{i}', f'{lit(k + ":")} {value(v, f"{name}_p{i}")}')
+               for i, (k, v) in enumerate(props)]
+    # rest_i: the members from i on, after at least one was written (each needs its
+    # comma); start_i: the same before any was. A required member cannot be skipped.
+    for i in range(len(props), -1, -1):
+      if i == len(props):
+        rules[f'{name}_rest{i}'] = '""'
+        rules[f'{name}_start{i}'] = '""'
+        continue
+      key = props[i][0]
+      take_rest = f'"," {members[i]} {name}_rest{i + 1}'
+      take_start = f'{members[i]} {name}_rest{i + 1}'
+      if key in required:
+        rules[f'{name}_rest{i}'] = take_rest
+        rules[f'{name}_start{i}'] = take_start
+      else:
+        rules[f'{name}_rest{i}'] = f'{take_rest} | {name}_rest{i + 1}'
+        rules[f'{name}_start{i}'] = f'{take_start} | {name}_start{i + 1}'
+    return f'"{{" {name}_start0 "}}"'
+
+  calls = []
+  for i, tool in enumerate(tools):
+    params = tool.parameters or {'type': 'object', 'properties': {}}
+    calls.append(f'{lit("call:" + tool.name)} {value(params, f"t{i}")}')
+  head = [f'start: ({" | ".join(calls)}) <[{close}]>',
+          f'string: <[{quote}]> TEXT <[{quote}]>',
+          'any_value: string | NUMBER | "true" | "false" | "null" | "[" (any_value ("," any_value)*)? "]"'
+          ' | "{" (any_member ("," any_member)*)? "}"',
+          'any_member: KEY ":" any_value',
+          'TEXT: /[^\\x00]*/',
+          'KEY: /[A-Za-z_][A-Za-z0-9_.\\-]*/',
+          'INTEGER: /-?[0-9]{1,19}/',
+          'NUMBER: /-?[0-9]{1,19}(\\.[0-9]{1,17})?([eE][+-]?[0-9]{1,3})?/']
+  return Lark('\n'.join(head + [f'{k}: {v}' for k, v in rules.items()]) + '\n')
+
+
+def _written(v, quote: int) -> str:
+  """A Lark expression for one JSON value as the native format writes it."""
+  from gemma4.chat import tools as _tools
+  if isinstance(v, str):
+    return f'<[{quote}]> {json.dumps(v)} <[{quote}]>' if v else f'<[{quote}]> <[{quote}]>'
+  return json.dumps(_tools.write_value(v))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gemma4 import sampling as _sampling
+from gemma4.chat import grammar
 from gemma4.chat import reply as _reply
 from gemma4.chat import tools as _tools
 from gemma4.chat import turns as _turns
@@ -50,7 +51,9 @@ class ChatSampler:
   Beyond the official ones: `system` (the system turn's text), `think` (thinking on: the
   `<|think|>` switch in the system turn), `thinking_budget` (at most this many tokens in
   the thought channel, after which it is closed and the answer begins), `tools` (Python
-  functions, JSON schemas or gemma4.chat.Tool, declared in the system turn).
+  functions, JSON schemas or gemma4.chat.Tool, declared in the system turn), and
+  `constrain_tool_calls` (a call the model opens is held to a declared tool's name and
+  parameters schema, token by token; gemma4.chat.grammar.tool_call_grammar).
   `chat()` returns a ChatOutput: a str (the answer) with `.thoughts`, `.tool_calls`.
   """
 
@@ -74,6 +77,7 @@ class ChatSampler:
   think: bool = False
   thinking_budget: int | None = None
   tools: Sequence[Any] = ()
+  constrain_tool_calls: bool = True
   last_state: SamplingState | None = dataclasses.field(default=None, repr=False)
   turns: list[Turn] = dataclasses.field(default_factory=list)
 
@@ -95,7 +99,7 @@ class ChatSampler:
     object.__setattr__(self, 'params', sampler.params)
     family = 'gemma3' if self.model.config.family == 'gemma3' else 'gemma4'
     object.__setattr__(self, 'family', family)
-    for name in ('multi_turn', 'print_stream', 'think'):
+    for name in ('multi_turn', 'print_stream', 'think', 'constrain_tool_calls'):
       if not isinstance(getattr(self, name), bool):
         raise TypeError(f'{name} must be True or False, got {getattr(self, name)!r}')
     if self.thinking_budget is not None:
@@ -238,20 +242,27 @@ class ChatSampler:
                       f'{type(user).__name__}')
     constraint = None
     if response_format is not None:
-      from gemma4.chat import grammar  # llguidance only when a format is asked for
       constraint = grammar.Constraint(self.tokenizer, response_format, self.sampler.end_tokens)
-    if self.thinking_budget is None and constraint is None:
+    calls = None
+    if self.tools and self.constrain_tool_calls:
+      calls = grammar.tool_call_grammar(self.tools, self.tokenizer)
+    if self.thinking_budget is None and constraint is None and calls is None:
       return user
     parser = _reply.ReplyParser(self.tokenizer)
-    seen, answer_from = [], [0]
+    seen, answer_from, call = [], [0], [None, 0]  # call: (its constraint, where it starts)
 
     def allowed(ids):
       for t in ids[len(seen):]:
-        was_thinking = parser.in_thought
+        was_thinking, was_calling = parser.in_thought, parser.mode == _reply.TOOL_CALL
         parser.add(t)
         seen.append(t)
         if was_thinking and not parser.in_thought:
           answer_from[0] = len(seen)  # the answer starts after the thought's close
+        if calls is not None and not was_calling and parser.mode == _reply.TOOL_CALL:
+          call[:] = [grammar.Constraint(self.tokenizer, calls, self.sampler.end_tokens), len(seen)]
+      if calls is not None and parser.mode == _reply.TOOL_CALL:
+        mask = call[0](ids[call[1]:])
+        return mask if user is None else _intersect(mask, user(ids), self.tokenizer.vocab_size)
       if parser.in_thought:
         if self.thinking_budget is not None and parser.thought_tokens >= self.thinking_budget:
           return [parser.channel_close]
@@ -262,11 +273,7 @@ class ChatSampler:
         if self.think and not ids and parser.channel_open is not None:
           mask[parser.channel_open] = True  # the model may think first
       if user is not None:
-        theirs = user(ids)
-        if theirs is not None:
-          theirs_mask = np.zeros(self.tokenizer.vocab_size, bool)
-          theirs_mask[np.asarray(theirs)] = True
-          mask = theirs_mask if mask is None else mask & theirs_mask
+        mask = _intersect(mask, user(ids), self.tokenizer.vocab_size)
       return mask
 
     return allowed
@@ -371,6 +378,17 @@ def _stop_strings(stop) -> tuple[str, ...]:
   if not isinstance(stop, Sequence) or not all(isinstance(x, str) and x for x in stop):
     raise TypeError(f'stop must be a str or a list of non-empty str, got {stop!r:.80}')
   return tuple(stop)
+
+
+def _intersect(mask, theirs, vocab_size: int):
+  """Tokens both allow (None allows all; `theirs` may be ids or a bool mask)."""
+  if theirs is None:
+    return mask
+  arr = np.asarray(theirs)
+  if arr.dtype != bool:
+    arr = np.zeros(vocab_size, bool)
+    arr[np.asarray(theirs)] = True
+  return arr if mask is None else mask & arr
 
 
 def _stop_reason(tokenizer, last, end_tokens, state) -> str:
