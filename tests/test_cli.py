@@ -457,3 +457,16 @@ def test_process_truncated_gguf_is_one_line_after_loading(tmp_path):
   lines = err.splitlines()
   assert len(lines) == 2 and lines[0] == f'gemma4: loading {tmp_path / "bad.gguf"}'
   assert lines[1].startswith('gemma4: error: ') and 'bad.gguf' in lines[1]
+
+
+def test_stop_ends_the_text_before_it(cached_load, capsys):
+  case = GOLDEN['cases'][0]
+  argv = ['sample', case['prompt'], '-n', '12', '--no-stream', '--cache-length', '256']
+  assert cli.main(argv) == 0
+  full = capsys.readouterr().out[len(case['prompt']):-1]
+  stop = full[len(full) // 2:len(full) // 2 + 2]
+  assert cli.main(argv + ['--stop', stop, '--stop', 'zzzz']) == 0
+  out, err = capsys.readouterr()
+  assert out == case['prompt'] + full[:full.find(stop)] + '\n'
+  assert cli.main(argv + ['--stop', '']) == 1
+  assert 'gemma4: error: --stop must not be empty' in capsys.readouterr().err

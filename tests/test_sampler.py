@@ -197,3 +197,33 @@ def test_bad_input_errors_before_compute(model, tok):
   m, params = model
   with pytest.raises(ValueError, match='no tokenizer is known'):
     gemma4.Gemma4Sampler(model=m, params=params)
+
+
+@pytest.mark.parametrize('stop', ['quick', ['zzz', 'k bro'], 'The', 'fox'])
+def test_stream_stop_strings_end_the_text_before_them_across_pieces(model, tok, stop):
+  s = make(model, tok, max_out_length=40)
+  text = 'The quick brown fox'
+  forced = tok.encode(text)
+  ids = s.stream_tokens('Hello world', max_new_tokens=len(forced),
+                        allowed_tokens=lambda so_far: [forced[len(so_far)]])
+  assert tok.decode(list(ids)) == text  # what the decode gives without a stop
+  # stream() with stop: the text up to the first stop string, none of it after
+  from gemma4 import sampler as sampler_lib
+  stops = [stop] if isinstance(stop, str) else stop
+  first = min(i for i in (text.find(x) for x in stops) if i >= 0)
+  scan = sampler_lib.StopText(stops)
+  shown = ''
+  for piece in tok.split(text):  # the pieces as a stream would cut them
+    out, found = scan.add(piece)
+    shown += out
+    if found:
+      break
+  assert shown + ('' if scan.found else scan.flush()) == text[:first]
+  # stream() itself: a stop string cut from the middle of the greedy text
+  full = s.sample('Hello world', max_new_tokens=12)
+  mid = full[len(full) // 2:len(full) // 2 + 3]
+  out = list(s.stream('Hello world', max_new_tokens=12, stop=[mid], return_state=True))
+  assert ''.join(o.text for o in out) == full[:full.find(mid)]
+  assert int((out[-1].state.predicted_tokens[0] != 0).sum()) < 12  # decoding stopped early
+  with pytest.raises(TypeError, match=r'stop must be a str or a list of non-empty str'):
+    list(s.stream('Hi', stop=['']))

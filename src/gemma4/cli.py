@@ -126,6 +126,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                       'placeholders, one per file goes at the end of the prompt). Clips over '
                       '30 s are split into 30 s blocks. Needs an E2B/E4B model with its audio '
                       'encoder')
+  g.add_argument('--stop', action='append', metavar='STR', default=[],
+                 help='end the text (an answer, in chat) before this string (repeatable)')
   s = g.add_mutually_exclusive_group()
   s.add_argument('--stream', dest='stream', action='store_true', default=None,
                  help='print text as it is decoded (default on a terminal)')
@@ -162,8 +164,6 @@ def parser() -> argparse.ArgumentParser:
                  help='close the thought after N tokens and answer (with --think)')
   c.add_argument('--json-schema', metavar='FILE',
                  help='answers are JSON valid under this JSON schema (a .json file)')
-  c.add_argument('--stop', action='append', metavar='STR', default=[],
-                 help='end an answer before this text (repeatable)')
   _add_model_args(c)
   _add_sampling_args(c)
   return p
@@ -191,6 +191,8 @@ def _check(args) -> None:
     raise CliError(f'--max-new-tokens {args.max_new_tokens} leaves no room for the prompt in '
                    f'--cache-length {args.cache_length}: it must be at most '
                    f'{args.cache_length - 1}')
+  if any(not s for s in args.stop):
+    raise CliError('--stop must not be empty')
   if args.max_soft_tokens not in SOFT_TOKEN_BUDGETS:
     raise CliError(f'--max-soft-tokens must be one of '
                    f'{", ".join(map(str, SOFT_TOKEN_BUDGETS))}, got {args.max_soft_tokens}')
@@ -338,7 +340,7 @@ def _stream(sampler, prompt, args, last_state=None, images=None, audio=None, sho
   first = c_first = state = None
   pieces = []
   for out in sampler.stream(prompt, images=images, audio=audio,
-                            max_new_tokens=args.max_new_tokens,
+                            max_new_tokens=args.max_new_tokens, stop=args.stop or None,
                             rng=args.seed, last_state=last_state, return_state=True):
     if first is None:
       first, c_first = time.perf_counter() - t0, compilation.compile_seconds() - c0
@@ -421,8 +423,6 @@ def _chat_check(args) -> None:
     raise CliError(f'--thinking-budget must be >= 1, got {args.thinking_budget}')
   if args.thinking_budget is not None and not args.think:
     raise CliError('--thinking-budget needs --think')
-  if any(not s for s in args.stop):
-    raise CliError('--stop must not be empty')
   args.schema = None
   if args.json_schema:
     _check_path('--json-schema', args.json_schema)

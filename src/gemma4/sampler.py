@@ -644,14 +644,18 @@ class Gemma4Sampler:
              max_new_tokens: int | None = None,
              sampling=None, rng=None, last_state: SamplingState | None = None,
              return_state: bool = False, sharding=None, max_soft_tokens: int | None = None,
-             **penalties) -> Iterator[str] | Iterator[SamplerOutput]:
+             stop=None, **penalties) -> Iterator[str] | Iterator[SamplerOutput]:
     """Yields the text of one prompt piece by piece as it is decoded (the end token's
     text is not yielded). The decode step is the one `sample` loops over, so the
     tokens equal `sample`'s. With `return_state`, yields SamplerOutput(piece, state);
     the last one's state continues the conversation (an earlier one is handed on to the
     next decode step: only the last stays valid). Each piece decodes a window of the last
     ids, not the whole text; the next step computes while a piece is shown.
+
+    stop: a str or a list of str: the text ends before the first of them (found across
+    pieces; decoding stops there). Penalties: as in `sample`.
     """
+    stops = StopText(check_stop(stop))
     ids = self.stream_tokens(prompt, images=images, audio=audio, audio_lengths=audio_lengths,
                              max_new_tokens=max_new_tokens, sampling=sampling, rng=rng,
                              last_state=last_state, sharding=sharding,
@@ -661,9 +665,18 @@ class Gemma4Sampler:
     for token in ids:
       if token not in self._end:
         piece = text.add(token)
+        if stops.stops:
+          piece, found = stops.add(piece)
+          if found:
+            ids.close()  # decoding ends here; the state is the final one
         if piece:
           yield SamplerOutput(piece, ids.state) if return_state else piece
-    rest = text.rest()
+        if stops.found:
+          break
+    rest = '' if stops.found else text.rest()
+    if stops.stops and not stops.found:
+      rest, _ = stops.add(rest)
+      rest += stops.flush()
     if return_state:  # always: the caller needs the final state
       yield SamplerOutput(rest, ids.state)
     elif rest:
@@ -702,6 +715,45 @@ class Gemma4Sampler:
     n = jnp.asarray(n, jnp.int32)
     loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
     return TokenStream(self.params, loop, state, n, mask)
+
+
+class StopText:
+  """Stop strings in a text that comes piece by piece. `add(piece)` returns the text
+  that is safe to show (none of it can begin a stop string) and whether a stop string
+  was found; the text from the stop string on is dropped. `flush()` returns what was
+  held back. `text` is the text kept so far."""
+
+  def __init__(self, stops: Sequence[str]):
+    self.stops = tuple(stops)
+    self.hold = max((len(x) for x in self.stops), default=1) - 1
+    self.text, self.shown, self.found = '', 0, False
+
+  def add(self, piece: str) -> tuple[str, bool]:
+    since = max(0, len(self.text) - self.hold)  # the earlier text was searched already
+    self.text += piece
+    at = min((i for i in (self.text.find(x, since) for x in self.stops) if i >= 0), default=-1)
+    if at >= 0:
+      out, self.text, self.found = self.text[self.shown:at], self.text[:at], True
+      self.shown = at
+      return out, True
+    safe = max(self.shown, len(self.text) - self.hold)
+    out, self.shown = self.text[self.shown:safe], safe
+    return out, False
+
+  def flush(self) -> str:
+    out, self.shown = self.text[self.shown:], len(self.text)
+    return out
+
+
+def check_stop(stop) -> tuple[str, ...]:
+  """stop= as a tuple of non-empty str (None: none)."""
+  if stop is None:
+    return ()
+  if isinstance(stop, str):
+    stop = [stop]
+  if not isinstance(stop, Sequence) or not stop or not all(isinstance(x, str) and x for x in stop):
+    raise TypeError(f'stop must be a str or a list of non-empty str, got {stop!r:.80}')
+  return tuple(stop)
 
 
 class _Allowed:

@@ -24,7 +24,7 @@ from gemma4.chat import tools as _tools
 from gemma4.chat import turns as _turns
 from gemma4.chat.reply import Piece
 from gemma4.chat.turns import Turn
-from gemma4.sampler import Gemma4Sampler, SamplingState
+from gemma4.sampler import Gemma4Sampler, SamplingState, StopText, check_stop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +206,7 @@ class ChatSampler:
     multi_turn = self.multi_turn if multi_turn is None else multi_turn
     if not isinstance(multi_turn, bool):
       raise TypeError(f'multi_turn must be True, False or None, got {multi_turn!r}')
-    stops = _stop_strings(stop)
+    stops = check_stop(stop)
     hook = self._allowed(allowed_tokens, response_format)  # checked before any compute
     new = self._new_turns(prompt, images, audio)
     if audio_lengths is not None:
@@ -312,9 +312,8 @@ class _Reply:
   def _run(self, chat, ids, start, text, turns, stops):
     parser = _reply.ReplyParser(chat.tokenizer)
     end_tokens = set(chat.sampler.end_tokens)
-    sampled, stopped = [], False
-    held = ''  # answer text that may begin a stop string: shown once it cannot
-    hold = max((len(x) for x in stops), default=1) - 1
+    sampled = []
+    scan = StopText(stops)  # over the current run of answer text (a call or thought ends it)
     for token in ids:
       sampled.append(token)
       if self._stop:
@@ -324,35 +323,32 @@ class _Reply:
         continue
       for piece in parser.add(token):
         if piece.channel != _reply.ANSWER or not stops:
-          if held:  # the answer text before a call is whole
-            yield Piece(_reply.ANSWER, held)
-            held = ''
+          if rest := scan.flush():  # the answer text before a call is whole
+            yield Piece(_reply.ANSWER, rest)
+          scan = StopText(stops)
           yield piece
           continue
-        held += piece.text
-        answer = parser.chunks[-1]  # the answer text so far holds `held` at its end
-        since = max(0, len(answer) - len(held) - hold)  # earlier text was searched already
-        at = min((i for i in (answer.find(x, since) for x in stops) if i >= 0), default=-1)
-        if at >= 0:  # the answer ends before the stop string
-          cut = at - (len(answer) - len(held))
-          if cut > 0:
-            yield Piece(_reply.ANSWER, held[:cut])
-          parser.chunks[-1] = answer[:at]
-          held, stopped = '', True
+        begin = len(parser.chunks[-1]) - len(piece.text) - len(scan.text)  # of this run
+        shown, found = scan.add(piece.text)
+        if shown:
+          yield Piece(_reply.ANSWER, shown)
+        if found:  # the answer ends before the stop string
+          parser.chunks[-1] = parser.chunks[-1][:begin + len(scan.text)]
           break
-        if len(held) > hold:
-          yield Piece(_reply.ANSWER, held[:len(held) - hold])
-          held = held[len(held) - hold:]
-      if stopped:
+      if scan.found:
         ids.close()
         break
     for piece in parser.finish():
-      if piece.channel == _reply.ANSWER and stops:
-        held += piece.text
-        continue
-      yield piece
-    if held:
-      yield Piece(_reply.ANSWER, held)
+      if piece.channel == _reply.ANSWER and stops and not scan.found:
+        shown, found = scan.add(piece.text)
+        if found:
+          parser.chunks[-1] = parser.chunks[-1][:len(parser.chunks[-1]) - len(piece.text)]
+        piece = Piece(_reply.ANSWER, shown)
+      if piece.text or piece.channel != _reply.ANSWER:
+        yield piece
+    if rest := scan.flush():
+      yield Piece(_reply.ANSWER, rest)
+    stopped = scan.found
     state = ids.state
     reason = ('stop' if stopped else 'interrupted' if self._stop else
               _stop_reason(chat.tokenizer, sampled[-1], end_tokens, state))
@@ -368,16 +364,6 @@ class _Reply:
     object.__setattr__(chat, '_clean', start)
     self.output = ChatOutput(reply.text, reply.thoughts, tuple(reply.tool_calls), reply,
                              reason, tuple(parser.errors), tuple(sampled))
-
-
-def _stop_strings(stop) -> tuple[str, ...]:
-  if stop is None:
-    return ()
-  if isinstance(stop, str):
-    stop = [stop]
-  if not isinstance(stop, Sequence) or not all(isinstance(x, str) and x for x in stop):
-    raise TypeError(f'stop must be a str or a list of non-empty str, got {stop!r:.80}')
-  return tuple(stop)
 
 
 def _intersect(mask, theirs, vocab_size: int):
