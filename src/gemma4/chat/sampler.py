@@ -27,7 +27,7 @@ from gemma4.chat.turns import Turn
 from gemma4.sampler import Gemma4Sampler, SamplingState, StopText, check_stop
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed as the str it is
 class ChatOutput(str):
   """A reply: the answer text (the str value itself, also `text`), the thought, the tool
   calls, the reply as a model turn, and how it ended."""
