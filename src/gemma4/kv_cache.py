@@ -94,3 +94,25 @@ def scatter(buf: jax.Array, idx: jax.Array, new: jax.Array, slots_last: bool = F
   rows = jnp.arange(buf.shape[0])[:, None]
   at = buf.at[rows, :, :, idx] if slots_last else buf.at[rows, idx]
   return at.set(new.astype(buf.dtype), mode='drop')
+
+
+def rings(cache: KVCache, cfg: TransformerConfig) -> KVCache:
+  """The local layers' part of a cache (their ring buffers and slot positions, and the
+  next positions); the global buffers are left out (None)."""
+  keep = [kind == LOCAL for kind in cfg.layer_types]
+  return KVCache(tuple(k if local else None for k, local in zip(cache.k, keep)),
+                 tuple(v if local else None for v, local in zip(cache.v, keep)),
+                 {LOCAL: cache.pos[LOCAL]}, cache.next_pos)
+
+
+def rewind(cache: KVCache, earlier: KVCache, cfg: TransformerConfig) -> KVCache:
+  """`cache` as it was when it held only the tokens of `earlier` (the `rings` of that
+  earlier state of the same conversation): the local layers' rings come back from
+  `earlier`, and the global layers' slots past its next position are emptied (their
+  positions -1; a full-length buffer kept every earlier slot as it was)."""
+  local = [kind == LOCAL for kind in cfg.layer_types]
+  pick = lambda now, then: tuple(t if is_local else n for n, t, is_local in zip(now, then, local))  # noqa: E731
+  pos = cache.pos[GLOBAL]
+  emptied = jnp.where(pos >= earlier.next_pos[:, None], -1, pos)
+  return KVCache(pick(cache.k, earlier.k), pick(cache.v, earlier.v),
+                 {LOCAL: earlier.pos[LOCAL], GLOBAL: emptied}, earlier.next_pos)

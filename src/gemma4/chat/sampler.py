@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gemma4 import kv_cache
 from gemma4 import sampling as _sampling
 from gemma4.chat import grammar
 from gemma4.chat import reply as _reply
@@ -220,8 +221,12 @@ class ChatSampler:
               for i, t in enumerate(full)]
     text = _turns.render(full, family=self.family)
     state, cached = (self.last_state, self._cached_text) if multi_turn else (None, '')
-    if not text.startswith(cached):  # back to the clean point, or to the start
-      state, cached = self._clean if text.startswith(self._clean[1]) else (None, '')
+    if state is not None and not text.startswith(cached):  # back to the clean point
+      clean, clean_text = self._clean
+      if clean is not None and text.startswith(clean_text):
+        state, cached = self._rewound(clean), clean_text
+      else:  # or to the start
+        state = None
     if state is None:
       cached = ''
     delta = text[len(cached):]
@@ -233,6 +238,12 @@ class ChatSampler:
         sampling=sampling, rng=rng, max_new_tokens=max_new_tokens, last_state=state,
         allowed_tokens=hook, return_state=True, **penalties)
     return _Reply(self, ids, (state, cached), text, turns, stops)
+
+  def _rewound(self, clean: SamplingState) -> SamplingState:
+    """The last state taken back to the clean point (kept as its local rings only)."""
+    cache = kv_cache.rewind(self.last_state.cache, clean.cache, self.model.config)
+    return dataclasses.replace(self.last_state, cache=cache, last_token=clean.last_token,
+                               done=clean.done)
 
   def _allowed(self, user: Callable | None, response_format):
     """A reply's allowed_tokens hook: the thinking budget while in the thought, the
@@ -361,7 +372,11 @@ class _Reply:
     object.__setattr__(chat, 'turns', list(turns) + [reply])
     object.__setattr__(chat, 'last_state', state)
     object.__setattr__(chat, '_cached_text', text + cached)
-    object.__setattr__(chat, '_clean', start)
+    clean, clean_text = start  # kept as its local rings: the global buffers are in `state`
+    if clean is not None:
+      clean = dataclasses.replace(clean, cache=kv_cache.rings(clean.cache, chat.model.config),
+                                  predicted_tokens=None, logprobs=None, penalties=None)
+    object.__setattr__(chat, '_clean', (clean, clean_text))
     self.output = ChatOutput(reply.text, reply.thoughts, tuple(reply.tool_calls), reply,
                              reason, tuple(parser.errors), tuple(sampled))
 
