@@ -281,6 +281,16 @@ def _load(args):
 
 def _sampler(args, model, params, tokenizer):
   import gemma4
+  try:
+    return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
+                                **_sampler_fields(args, model))
+  except ValueError as e:
+    raise CliError(str(e)) from e
+
+
+def _sampler_fields(args, model) -> dict:
+  """The sampler fields the flags set (the chat's too), after checking the media flags
+  against the model."""
   if args.audio and not model.has_audio:
     raise CliError(f'--audio needs a model with an audio encoder (E2B, E4B); {model.name} has none')
   if args.image and not model.has_vision:
@@ -288,13 +298,9 @@ def _sampler(args, model, params, tokenizer):
   # Finer prompt buckets than the API default (256, 512, 1024): a terminal runs one
   # prompt per process, so a short prompt should not pay a 256-token prefill.
   buckets = tuple(b for b in (32, 64, 128, 256, 512, 1024, 2048) if b < args.cache_length)
-  try:
-    return gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
-                                sampling=_sampling(args), cache_length=args.cache_length,
-                                max_out_length=args.max_new_tokens, pad_length=buckets or None,
-                                max_soft_tokens=args.max_soft_tokens)
-  except ValueError as e:
-    raise CliError(str(e)) from e
+  return dict(sampling=_sampling(args), cache_length=args.cache_length,
+              max_out_length=args.max_new_tokens, pad_length=buckets or None,
+              max_soft_tokens=args.max_soft_tokens)
 
 
 def _images(args, prompt):
@@ -436,7 +442,7 @@ def _chat_check(args) -> None:
                      'not a JSON schema object')
 
 
-def _base_model_name(args, model) -> bool:
+def _is_base_model(args) -> bool:
   """Whether the checkpoint is known to be a base (pretrained, not instruction-tuned) model."""
   if not args.checkpoint:
     return True  # the default Gemma 3 270M is the base model
@@ -451,19 +457,16 @@ def _chat(args) -> int:
   _chat_check(args)
   model, params, tokenizer = _load(args)
   from gemma4 import chat
-  sampler = _sampler(args, model, params, tokenizer)  # checks media against the model
+  fields = _sampler_fields(args, model)  # checks the media flags against the model
   try:
-    talk = chat.ChatSampler(
-        model=model, params=params, tokenizer=tokenizer, sampling=_sampling(args),
-        cache_length=args.cache_length, max_out_length=args.max_new_tokens,
-        pad_length=sampler.pad_length, max_soft_tokens=args.max_soft_tokens,
-        multi_turn=True, system=args.system, think=args.think,
-        thinking_budget=args.thinking_budget)
+    talk = chat.ChatSampler(model=model, params=params, tokenizer=tokenizer, **fields,
+                            multi_turn=True, system=args.system, think=args.think,
+                            thinking_budget=args.thinking_budget)
     if args.schema is not None:  # refused now if the engine cannot enforce it
       chat.grammar.Constraint(tokenizer, args.schema, talk.sampler.end_tokens)
   except (ValueError, TypeError) as e:
     raise CliError(str(e)) from e
-  if _base_model_name(args, model):
+  if _is_base_model(args):
     _status(f'warning: {model.name} here is a base model (not instruction-tuned): it continues '
             'text and follows no chat well; load an "-it" checkpoint with -c for a chat')
   try:

@@ -593,16 +593,12 @@ class Gemma4Sampler:
     return loop.jit_start(logits, cache, key, zeros, allowed, penalties)
 
   def _penalties(self, repetition, presence, frequency, logit_bias):
-    """The call's penalties, checked now; applied to the prompt tokens later."""
+    """The call's penalties, checked now; made for the prompt's tokens later."""
     vocab = self.model.config.vocab_size
-    check = np.zeros((1, 1), np.int32)
-    _sampling.penalties(check, check > 0, vocab, repetition_penalty=repetition,
-                        presence_penalty=presence, frequency_penalty=frequency,
-                        logit_bias=logit_bias, token_id=self.tokenizer.token_id)
-    return functools.partial(_sampling.penalties, vocab_size=vocab,
-                             repetition_penalty=repetition, presence_penalty=presence,
-                             frequency_penalty=frequency, logit_bias=logit_bias,
-                             token_id=self.tokenizer.token_id)
+    values = _sampling.check_penalties(
+        vocab, repetition_penalty=repetition, presence_penalty=presence,
+        frequency_penalty=frequency, logit_bias=logit_bias, token_id=self.tokenizer.token_id)
+    return functools.partial(_sampling.penalties, values, vocab_size=vocab)
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
     return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]

@@ -252,13 +252,12 @@ class Penalties:
         counts=self.counts.at[rows, token].add(active.astype(jnp.int32)))
 
 
-def penalties(tokens, valid, vocab_size: int, *, repetition_penalty=None,
-              presence_penalty=None, frequency_penalty=None, logit_bias=None,
-              token_id=None) -> Penalties | None:
-  """Penalties for prompts [B, T] (valid [B, T]), or None when none is asked for.
-  Checked: repetition_penalty > 0, presence/frequency in [-2, 2] (OpenAI's range),
-  logit_bias a dict of token (id, or text when token_id is given) to a bias in
-  [-100, 100]."""
+def check_penalties(vocab_size: int, *, repetition_penalty=None, presence_penalty=None,
+                    frequency_penalty=None, logit_bias=None, token_id=None):
+  """The checked values (repetition, presence, frequency, {id: bias}), or None when no
+  penalty is asked for. Checked: repetition_penalty > 0, presence/frequency in [-2, 2]
+  (OpenAI's range), logit_bias a dict of token (an id, or text when token_id is given)
+  to a bias in [-100, 100]."""
   def real(value, name, low, high, default):
     if value is None:
       return default
@@ -275,20 +274,30 @@ def penalties(tokens, valid, vocab_size: int, *, repetition_penalty=None,
   freq = real(frequency_penalty, 'frequency_penalty', -2.0, 2.0, 0.0)
   if logit_bias is not None and not isinstance(logit_bias, dict):
     raise TypeError(f'logit_bias must be a dict of token to bias, got {type(logit_bias).__name__}')
-  if (rep, pres, freq) == (1.0, 0.0, 0.0) and not logit_bias:
-    return None
-  b = tokens.shape[0]
-  bias = np.zeros((b, vocab_size), np.float32)
+  bias = {}
   for tok, value in (logit_bias or {}).items():
     i = token_id(tok) if token_id is not None else tok
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < vocab_size:
       raise ValueError(f'logit_bias: {tok!r} is not a token id in [0, {vocab_size})')
-    bias[:, int(i)] = real(value, f'logit_bias[{tok!r}]', -100.0, 100.0, 0.0)
+    bias[int(i)] = real(value, f'logit_bias[{tok!r}]', -100.0, 100.0, 0.0)
+  if (rep, pres, freq) == (1.0, 0.0, 0.0) and not bias:
+    return None
+  return rep, pres, freq, bias
+
+
+def penalties(values, tokens, valid, vocab_size: int) -> Penalties | None:
+  """The Penalties of prompts [B, T] (valid [B, T]) for check_penalties' values."""
+  if values is None:
+    return None
+  rep, pres, freq, bias_of = values
+  b = tokens.shape[0]
+  bias = np.zeros((b, vocab_size), np.float32)
+  for i, v in bias_of.items():
+    bias[:, i] = v
   seen = np.zeros((b, vocab_size), bool)
   toks, ok = np.asarray(tokens), np.asarray(valid)
   for row in range(b):
-    ids = toks[row][ok[row] & (toks[row] >= 0)]
-    seen[row, ids] = True
+    seen[row, toks[row][ok[row] & (toks[row] >= 0)]] = True
   full = lambda v: jnp.full((b,), v, jnp.float32)  # noqa: E731
   return Penalties(full(rep), full(pres), full(freq), jnp.asarray(bias), jnp.asarray(seen),
                    jnp.zeros((b, vocab_size), jnp.int32))

@@ -95,8 +95,9 @@ def _grammar(fmt) -> str:
   return llguidance.LLMatcher.grammar_from_json_schema(text, defaults=JSON_OPTIONS)
 
 
-# Compact JSON (llguidance's default lets whitespace run on, and a small model will run it
-# on until max_new_tokens); a schema's own "x-guidance" options come on top.
+# Compact JSON: llguidance's default allows any run of whitespace between tokens, which
+# a small model can fill until max_new_tokens; a schema's own "x-guidance" options come
+# on top.
 JSON_OPTIONS = {'whitespace_flexible': False}
 
 
@@ -157,10 +158,9 @@ class Constraint:
     self.end_tokens = tuple(int(t) for t in end_tokens)
     ll = ll_tokenizer(tokenizer, self.end_tokens)
     grammar = _grammar(self.format)
-    bad, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, ll)
-    if bad:
-      raise ValueError(f'response_format cannot be enforced: {messages[0]}')
     self.matcher = llguidance.LLMatcher(ll, grammar, log_level=0)
+    if self.matcher.is_error():  # llguidance reports a grammar it cannot take this way
+      raise ValueError(f'response_format cannot be enforced: {self.matcher.get_error()}')
     self.vocab_size = tokenizer.vocab_size
     self._seen = 0
 

@@ -88,13 +88,8 @@ class ChatSampler:
                        'the first chat() prompt instead (a list of turns)')
     if self.last_state is not None:
       raise ValueError('a ChatSampler starts with last_state=None; it keeps its own state')
-    sampler = Gemma4Sampler(
-        model=self.model, params=self.params, tokenizer=self.tokenizer, sampling=self.sampling,
-        forbidden_tokens=self.forbidden_tokens, stop_tokens=self.stop_tokens,
-        cache_length=self.cache_length, max_out_length=self.max_out_length,
-        pad_length=self.pad_length, patch_size=self.patch_size,
-        max_soft_tokens=self.max_soft_tokens, pooling_kernel_size=self.pooling_kernel_size,
-        audio_sample_rate=self.audio_sample_rate, audio_seq_length=self.audio_seq_length)
+    sampler = Gemma4Sampler(**{f.name: getattr(self, f.name)  # the same-named fields
+                               for f in dataclasses.fields(Gemma4Sampler)})
     object.__setattr__(self, 'sampler', sampler)
     object.__setattr__(self, 'tokenizer', sampler.tokenizer)
     object.__setattr__(self, 'params', sampler.params)
@@ -115,6 +110,9 @@ class ChatSampler:
     names = [t.name for t in self.tools]
     if len(set(names)) != len(names):
       raise ValueError(f'tools must have distinct names, got {names}')
+    calls = (grammar.tool_call_grammar(self.tools, sampler.tokenizer)
+             if self.tools and self.constrain_tool_calls else None)
+    object.__setattr__(self, '_call_grammar', calls)  # the tools are fixed: built once
     if family == 'gemma3' and (self.think or self.tools or self.thinking_budget):
       raise ValueError(f'model {self.model.name!r} is a Gemma 3 model: it has no thinking '
                        'and no native tool calls (think, thinking_budget and tools are '
@@ -149,6 +147,8 @@ class ChatSampler:
       object.__setattr__(self, 'think', think)
       if tools:
         object.__setattr__(self, 'tools', tuple(tools))
+        object.__setattr__(self, '_call_grammar', grammar.tool_call_grammar(
+            self.tools, self.tokenizer) if self.constrain_tool_calls else None)
     object.__setattr__(self, 'turns', rest)
 
   @property
@@ -254,9 +254,7 @@ class ChatSampler:
     constraint = None
     if response_format is not None:
       constraint = grammar.Constraint(self.tokenizer, response_format, self.sampler.end_tokens)
-    calls = None
-    if self.tools and self.constrain_tool_calls:
-      calls = grammar.tool_call_grammar(self.tools, self.tokenizer)
+    calls = self._call_grammar
     if self.thinking_budget is None and constraint is None and calls is None:
       return user
     parser = _reply.ReplyParser(self.tokenizer)
