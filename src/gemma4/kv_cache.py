@@ -116,3 +116,33 @@ def rewind(cache: KVCache, earlier: KVCache, cfg: TransformerConfig) -> KVCache:
   emptied = jnp.where(pos >= earlier.next_pos[:, None], -1, pos)
   return KVCache(pick(cache.k, earlier.k), pick(cache.v, earlier.v),
                  {LOCAL: earlier.pos[LOCAL], GLOBAL: emptied}, earlier.next_pos)
+
+
+def truncate(cache: KVCache, length: jax.Array) -> KVCache:
+  """`cache` holding only its positions below `length` [B] (each row's slots at or past it
+  emptied, its next position min(next, length)). Exact only while each local ring still
+  holds the window before `length`: see `can_truncate`."""
+  keep = lambda pos: jnp.where(pos >= length[:, None], -1, pos)  # noqa: E731
+  return KVCache(cache.k, cache.v, {kind: keep(p) for kind, p in cache.pos.items()},
+                 jnp.minimum(cache.next_pos, length))
+
+
+def can_truncate(cfg: TransformerConfig, held: int, length: int, cache_length: int) -> bool:
+  """Whether a row holding `held` tokens can go back to its first `length` by `truncate`:
+  its local rings (min(window, cache_length) slots) lost none of the positions that the
+  token at `length` attends to, which holds while the row never wrapped its ring or
+  holds at most one token past `length`."""
+  if LOCAL not in cfg.layer_types:
+    return True
+  return held <= slots(cfg, LOCAL, cache_length) or held <= length + 1
+
+
+def take_row(cache: KVCache, row: jax.Array) -> KVCache:
+  """Row `row` of the cache as a cache of one row."""
+  return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, row, 1, axis=0), cache)
+
+
+def put_row(cache: KVCache, row: jax.Array, one: KVCache) -> KVCache:
+  """`cache` with row `row` replaced by the one-row cache `one`."""
+  return jax.tree.map(lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y.astype(x.dtype), row, 0),
+                      cache, one)

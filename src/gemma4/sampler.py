@@ -94,6 +94,17 @@ class SamplerOutput:
     return bool(self.state.cache_full)
 
 
+@dataclasses.dataclass(frozen=True)
+class EncodedPrompt:
+  """A prompt as the decoder takes it (`Gemma4Sampler.encode`): ids [T] int32 with its
+  soft-token slots (media.IMAGE_SLOT / AUDIO_SLOT), and the soft tokens of its images and
+  of its audio in slot order ([1, T, D] each, None where absent)."""
+
+  ids: np.ndarray
+  soft: jax.Array | None = None
+  audio_soft: jax.Array | None = None
+
+
 def normalize_rng(rng) -> jax.Array:
   """None (a random seed), an int seed in [0, 2**64), 2 uint32 of key data, or a key.
 
@@ -453,6 +464,11 @@ class Gemma4Sampler:
     """The ids that end a reply: the tokenizer's end tokens and `stop_tokens`."""
     return self._end
 
+  @property
+  def forbidden_ids(self) -> tuple[int, ...]:
+    """The ids never sampled: `forbidden_tokens` and the tokenizer's forbidden tokens."""
+    return self._forbidden
+
   def _loop(self, sampling) -> _Loop:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
 
@@ -493,24 +509,7 @@ class Gemma4Sampler:
     ids = [self.tokenizer.encode(p, add_bos=last_state is None) for p in prompts]
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
-    if images is not None and not self.model.has_vision:  # check_params saw the encoder
-      raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
-                       '(load it with text_only=False, or a checkpoint that has one)')
-    if audio is not None and not self.model.has_audio:
-      why = ('it has no audio encoder' if self.model.config.audio is None else
-             'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
-      raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
-    pictures = media.images_per_prompt(ids, images)  # checked, not yet resized
-    clips = media.audio_per_prompt(ids, audio, audio_lengths, self.audio_sample_rate,
-                                   self.audio_seq_length * 4 * _audio.HOP)  # not yet resampled
-    if pictures is not None:
-      counts = [[_images.soft_token_count(*img.shape[:2], budget, self.patch_size,
-                                          self.pooling_kernel_size) for img in row]
-                for row in pictures]
-      ids = [media.expand_image_tokens(t, c, i) for i, (t, c) in enumerate(zip(ids, counts))]
-    if clips is not None:
-      ids = [media.expand_audio_tokens(t, [c.soft_token_counts for c in row], i)
-             for i, (t, row) in enumerate(zip(ids, clips))]
+    ids, pictures, clips = self._expand_media(ids, images, audio, audio_lengths, budget)
     before = np.zeros(len(ids), np.int64) if last_state is None else np.asarray(last_state.cache.next_pos)
     need = before + np.array([len(t) for t in ids])
     if need.max() > self.cache_length:
@@ -531,6 +530,36 @@ class Gemma4Sampler:
     else:
       dtype = quant.compute_dtype(self.params)
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
+    soft, audio_soft = self._soft_tokens(pictures, clips, budget, length)
+    return (batched, tokens, valid, cache, key, max_new_tokens or self.max_out_length,
+            (soft, audio_soft))
+
+  def _expand_media(self, ids, images, audio, audio_lengths, budget):
+    """Checks each prompt's media (not yet resized or resampled) and expands its
+    placeholders into soft-token slots: (ids, images per prompt, clips per prompt)."""
+    if images is not None and not self.model.has_vision:  # check_params saw the encoder
+      raise ValueError(f'images were given but model {self.model.name!r} has no vision encoder '
+                       '(load it with text_only=False, or a checkpoint that has one)')
+    if audio is not None and not self.model.has_audio:
+      why = ('it has no audio encoder' if self.model.config.audio is None else
+             'it was built text_only (use text_only=False, or a checkpoint with its audio tower)')
+      raise ValueError(f'audio was given but model {self.model.name!r} cannot take it: {why}')
+    pictures = media.images_per_prompt(ids, images)  # checked, not yet resized
+    clips = media.audio_per_prompt(ids, audio, audio_lengths, self.audio_sample_rate,
+                                   self.audio_seq_length * 4 * _audio.HOP)  # not yet resampled
+    if pictures is not None:
+      counts = [[_images.soft_token_count(*img.shape[:2], budget, self.patch_size,
+                                          self.pooling_kernel_size) for img in row]
+                for row in pictures]
+      ids = [media.expand_image_tokens(t, c, i) for i, (t, c) in enumerate(zip(ids, counts))]
+    if clips is not None:
+      ids = [media.expand_audio_tokens(t, [c.soft_token_counts for c in row], i)
+             for i, (t, row) in enumerate(zip(ids, clips))]
+    return ids, pictures, clips
+
+  def _soft_tokens(self, pictures, clips, budget, length):
+    """The image and audio soft tokens of every row in slot order, [B, length, D] each
+    (None where a kind is absent): the costly host and encoder work."""
     soft = audio_soft = None
     if pictures is not None and any(pictures):
       rows = [[_images.preprocess(img, budget, self.patch_size, self.pooling_kernel_size)
@@ -539,8 +568,74 @@ class Gemma4Sampler:
     if clips is not None and any(clips):
       rows = [[clip.segments() for clip in row] for row in clips]
       audio_soft = audio_soft_tokens_for_rows(self.params, self.model.config, rows, length)
-    return (batched, tokens, valid, cache, key, max_new_tokens or self.max_out_length,
-            (soft, audio_soft))
+    return soft, audio_soft
+
+  def encode(self, prompt: str, *, images=None, audio=None, audio_lengths=None,
+             max_soft_tokens: int | None = None, add_bos: bool = True) -> EncodedPrompt:
+    """One prompt as the decoder takes it: its ids with every image and audio
+    placeholder expanded into soft-token slots, and those soft tokens (encoded now).
+    Checked as `sample` checks it; the cache fit is the caller's to check."""
+    if not isinstance(prompt, str):
+      raise TypeError(f'prompt must be a str, got {type(prompt).__name__}')
+    budget = _images.check_budget(self.max_soft_tokens if max_soft_tokens is None else max_soft_tokens)
+    ids = [self.tokenizer.encode(prompt, add_bos=add_bos)]
+    if not ids[0]:
+      raise ValueError('the prompt encodes to no tokens: expected at least one token')
+    ids, pictures, clips = self._expand_media(ids, images, audio, audio_lengths, budget)
+    soft, audio_soft = self._soft_tokens(pictures, clips, budget, len(ids[0]))
+    return EncodedPrompt(np.asarray(ids[0], np.int32), soft, audio_soft)
+
+  def prefill_row(self, prompt: EncodedPrompt, cache: KVCache, *, start: int = 0,
+                  owned: bool = True) -> tuple[jax.Array, KVCache]:
+    """Writes `prompt.ids[start:]` into a cache of one row after the tokens it holds
+    (its next position must be where `start` goes); returns the logits [1, V]
+    (float32) of the prompt's last token and the cache. The tokens go in padded to a
+    `pad_length` bucket, or in PREFILL_CHUNK chunks, as in `sample`. owned: the cache
+    is not the caller's (it is updated in place)."""
+    ids = prompt.ids[start:]
+    if cache.batch_size != 1 or not 0 <= start < len(prompt.ids):
+      raise ValueError(f'prefill_row takes a cache of one row and a start in [0, '
+                       f'{len(prompt.ids)}), got {cache.batch_size} rows and start {start}')
+    def after(soft, slot):  # the soft tokens of the slots from `start` on
+      if soft is None:
+        return None
+      return soft[:, int(np.sum(prompt.ids[:start] == slot)):]
+    soft = (after(prompt.soft, media.IMAGE_SLOT), after(prompt.audio_soft, media.AUDIO_SLOT))
+    length = pad_to_bucket(len(ids), self._buckets)
+    if length > PREFILL_CHUNK:
+      length = -(-len(ids) // PREFILL_CHUNK) * PREFILL_CHUNK
+    tokens = np.zeros((1, length), np.int32)
+    tokens[0, :len(ids)] = ids
+    valid = jnp.asarray(np.arange(length)[None] < len(ids))
+    soft = tuple(None if x is None else
+                 jnp.pad(x, [(0, 0), (0, max(0, length - x.shape[1])), (0, 0)])[:, :length]
+                 for x in soft)
+    return self._fill(self._loop(None), jnp.asarray(tokens), valid, cache, soft, owned)
+
+  def _fill(self, loop: _Loop, tokens, valid, cache, soft, owned: bool):
+    """Prompts [B, T] into the cache chunk by chunk (an image of a model whose soft
+    tokens see each other both ways is never split): the logits [B, V] of each row's
+    last token, and the cache."""
+    embeds = vision_mask = None
+    if soft[0] is not None or soft[1] is not None:
+      embeds, vision_mask = loop.embed(self.params, tokens, *soft)
+    whole = (image_spans(np.asarray(tokens))
+             if self.model.config.bidirectional_vision and soft[0] is not None else [])
+    lengths = np.asarray(valid).sum(axis=1)
+    logits = jnp.zeros((tokens.shape[0], self.model.config.vocab_size), jnp.float32)
+    chunk = min(tokens.shape[1], PREFILL_CHUNK)  # a short prompt goes in one pass
+    for a, b in chunk_bounds(tokens.shape[1], chunk, whole):
+      size = -(-(b - a) // chunk) * chunk  # few compiled chunk shapes
+      def part(x):
+        if x is None:
+          return None
+        return jnp.pad(x[:, a:b], [(0, 0), (0, size - (b - a))] + [(0, 0)] * (x.ndim - 2))
+      is_last = jnp.asarray((lengths > a) & (lengths <= b))
+      step = loop.chunk_owned if owned else loop.chunk_keep
+      logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
+                           part(vision_mask), cache, logits, is_last)
+      owned = True
+    return logits, cache
 
   def _check_state(self, state, n_prompts: int) -> None:
     """A last_state that this sampler can continue: its type, batch and cache layout."""
@@ -572,24 +667,7 @@ class Gemma4Sampler:
     if tokens.shape[1] <= PREFILL_CHUNK:
       step = loop.prefill_owned if owned else loop.prefill_keep
       return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed, penalties)
-    embeds = vision_mask = None
-    if soft[0] is not None or soft[1] is not None:
-      embeds, vision_mask = loop.embed(self.params, tokens, *soft)
-    whole = (image_spans(np.asarray(tokens))
-             if self.model.config.bidirectional_vision and soft[0] is not None else [])
-    lengths = np.asarray(valid).sum(axis=1)
-    logits = jnp.zeros((tokens.shape[0], self.model.config.vocab_size), jnp.float32)
-    for a, b in chunk_bounds(tokens.shape[1], PREFILL_CHUNK, whole):
-      size = -(-(b - a) // PREFILL_CHUNK) * PREFILL_CHUNK  # few compiled chunk shapes
-      def part(x):
-        if x is None:
-          return None
-        return jnp.pad(x[:, a:b], [(0, 0), (0, size - (b - a))] + [(0, 0)] * (x.ndim - 2))
-      is_last = jnp.asarray((lengths > a) & (lengths <= b))
-      step = loop.chunk_owned if owned else loop.chunk_keep
-      logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
-                           part(vision_mask), cache, logits, is_last)
-      owned = True
+    logits, cache = self._fill(loop, tokens, valid, cache, soft, owned)
     return loop.jit_start(logits, cache, key, zeros, allowed, penalties)
 
   def _penalties(self, repetition, presence, frequency, logit_bias):

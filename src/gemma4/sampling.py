@@ -301,3 +301,41 @@ def penalties(values, tokens, valid, vocab_size: int) -> Penalties | None:
   full = lambda v: jnp.full((b,), v, jnp.float32)  # noqa: E731
   return Penalties(full(rep), full(pres), full(freq), jnp.asarray(bias), jnp.asarray(seen),
                    jnp.zeros((b, vocab_size), jnp.int32))
+
+
+def sample_rows(logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_k: jax.Array,
+                top_p: jax.Array, min_p: jax.Array, *, filters: bool = True) -> jax.Array:
+  """One draw per row, each with its own key and settings, as data (any values run one
+  compiled program): row i gets the token that `Combined(temperature[i], top_k[i] or
+  None, top_p[i], min_p[i]).get_next_tokens(logits[i:i+1], keys[i])` gives (tested), so
+  a request in a batch samples what it would alone. temperature 0 is greedy; top_k 0 is
+  off. filters=False skips the sort: valid only when every row's top_k is 0, top_p 1 and
+  min_p 0.
+
+  logits [B, V] float32; keys [B] PRNG keys; the settings [B] each -> tokens [B] int32.
+  """
+  vocab = logits.shape[-1]
+
+  def row(x, key, t, k, p, m):
+    x = x[None]  # [1, V], the shape Combined sees
+    greedy = argmax(x)[0]
+    x = x / jnp.where(t > 0, t, 1.0)
+    if filters:
+      neg = jnp.finfo(x.dtype).min
+      ordered = jnp.sort(x, axis=-1, descending=True)
+      cut_k = (k > 0) & (k < vocab)
+      kth = ordered[:, jnp.clip(k - 1, 0, vocab - 1)][:, None]
+      x = jnp.where(cut_k & (x < kth), neg, x)
+      ordered = jnp.where(cut_k & (ordered < kth), neg, ordered)  # = sort(x) again
+      cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
+      cutoff = jnp.take_along_axis(ordered, jnp.sum(cumulative < p, axis=-1, keepdims=True), -1)
+      x = jnp.where((p < 1.0) & (x < cutoff), neg, x)
+      probs = jax.nn.softmax(x, axis=-1)
+      keep = probs >= m * jnp.max(probs, axis=-1, keepdims=True)
+      x = jnp.where((m > 0.0) & ~keep, neg, x)
+    drawn = jax.random.categorical(key, x, axis=-1)[0]
+    return jnp.where(t > 0, drawn, greedy).astype(jnp.int32)
+
+  return jax.vmap(row)(logits.astype(jnp.float32), keys, temperature.astype(jnp.float32),
+                       top_k.astype(jnp.int32), top_p.astype(jnp.float32),
+                       min_p.astype(jnp.float32))
