@@ -20,6 +20,7 @@ into consecutive segments of equal length, each encoded on its own and placed as
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import wave
@@ -207,8 +208,21 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'audio file not found: {path}')
+  return _read(path, path, sample_rate)
+
+
+def decode(data: bytes, sample_rate: int = SAMPLE_RATE, name: str = 'audio data') -> np.ndarray:
+  """`load` for the bytes of a sound file (e.g. an API request's base64 `input_audio`)."""
+  _check_rate(sample_rate, 'sample_rate')
+  if not isinstance(data, (bytes, bytearray)):
+    raise TypeError(f'{name} must be bytes, got {type(data).__name__}')
+  return _read(io.BytesIO(data), name, sample_rate)
+
+
+def _read(source, path: str, sample_rate: int) -> np.ndarray:
+  """A file name or a binary file object, read as `load` says."""
   try:
-    with wave.open(path, 'rb') as f:
+    with wave.open(source, 'rb') as f:
       channels, width, rate, n = (f.getnchannels(), f.getsampwidth(), f.getframerate(),
                                   f.getnframes())
       raw = f.readframes(n)
@@ -220,8 +234,10 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     except ImportError:
       raise ValueError(f'cannot read {path} as PCM WAV ({e}); other formats (FLAC, float '
                        'WAV) need `pip install soundfile`') from e
+    if hasattr(source, 'seek'):
+      source.seek(0)
     try:
-      data, rate = soundfile.read(path, dtype='float32', always_2d=True)
+      data, rate = soundfile.read(source, dtype='float32', always_2d=True)
     except Exception as e2:  # soundfile raises its own error types
       raise ValueError(f'cannot read audio file {path}: {e2}') from e2
     x = data.mean(axis=1)

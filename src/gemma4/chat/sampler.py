@@ -246,46 +246,10 @@ class ChatSampler:
                                done=clean.done)
 
   def _allowed(self, user: Callable | None, response_format):
-    """A reply's allowed_tokens hook: the thinking budget while in the thought, the
-    response_format's grammar on the answer after it, and the user's on top of both."""
-    if user is not None and not callable(user):
-      raise TypeError(f'allowed_tokens must be None or a function of the ids so far, got '
-                      f'{type(user).__name__}')
-    constraint = None
-    if response_format is not None:
-      constraint = grammar.Constraint(self.tokenizer, response_format, self.sampler.end_tokens)
-    calls = self._call_grammar
-    if self.thinking_budget is None and constraint is None and calls is None:
-      return user
-    parser = _reply.ReplyParser(self.tokenizer)
-    seen, answer_from, call = [], [0], [None, 0]  # call: (its constraint, where it starts)
-
-    def allowed(ids):
-      for t in ids[len(seen):]:
-        was_thinking, was_calling = parser.in_thought, parser.mode == _reply.TOOL_CALL
-        parser.add(t)
-        seen.append(t)
-        if was_thinking and not parser.in_thought:
-          answer_from[0] = len(seen)  # the answer starts after the thought's close
-        if calls is not None and not was_calling and parser.mode == _reply.TOOL_CALL:
-          call[:] = [grammar.Constraint(self.tokenizer, calls, self.sampler.end_tokens), len(seen)]
-      if calls is not None and parser.mode == _reply.TOOL_CALL:
-        mask = call[0](ids[call[1]:])
-        return mask if user is None else _intersect(mask, user(ids), self.tokenizer.vocab_size)
-      if parser.in_thought:
-        if self.thinking_budget is not None and parser.thought_tokens >= self.thinking_budget:
-          return [parser.channel_close]
-        return None if user is None else user(ids)
-      mask = None
-      if constraint is not None:
-        mask = constraint(ids[answer_from[0]:])
-        if self.think and not ids and parser.channel_open is not None:
-          mask[parser.channel_open] = True  # the model may think first
-      if user is not None:
-        mask = _intersect(mask, user(ids), self.tokenizer.vocab_size)
-      return mask
-
-    return allowed
+    """A reply's allowed_tokens hook (see reply_constraint)."""
+    return reply_constraint(self.tokenizer, self.sampler.end_tokens, user=user,
+                            response_format=response_format, tool_grammar=self._call_grammar,
+                            thinking_budget=self.thinking_budget, think=self.think)
 
   def _new_turns(self, prompt, images, audio) -> list[Turn]:
     if isinstance(prompt, str):
@@ -377,6 +341,54 @@ class _Reply:
     object.__setattr__(chat, '_clean', (clean, clean_text))
     self.output = ChatOutput(reply.text, reply.thoughts, tuple(reply.tool_calls), reply,
                              reason, tuple(parser.errors), tuple(sampled))
+
+
+def reply_constraint(tokenizer, end_tokens, *, response_format=None, tool_grammar=None,
+                     thinking_budget: int | None = None, think: bool = False,
+                     user: Callable | None = None) -> Callable | None:
+  """The allowed_tokens hook of one reply (a function of the ids so far), or None when
+  nothing constrains it: the thinking budget while in the thought (then the channel is
+  closed), the response_format's grammar (grammar.Constraint) on the answer after it,
+  a tool call held to `tool_grammar` (grammar.tool_call_grammar) once the model opens
+  one, and the user's hook on top of all of them."""
+  if user is not None and not callable(user):
+    raise TypeError(f'allowed_tokens must be None or a function of the ids so far, got '
+                    f'{type(user).__name__}')
+  constraint = None
+  if response_format is not None:
+    constraint = grammar.Constraint(tokenizer, response_format, end_tokens)
+  calls = tool_grammar
+  if thinking_budget is None and constraint is None and calls is None:
+    return user
+  parser = _reply.ReplyParser(tokenizer)
+  seen, answer_from, call = [], [0], [None, 0]  # call: (its constraint, where it starts)
+
+  def allowed(ids):
+    for t in ids[len(seen):]:
+      was_thinking, was_calling = parser.in_thought, parser.mode == _reply.TOOL_CALL
+      parser.add(t)
+      seen.append(t)
+      if was_thinking and not parser.in_thought:
+        answer_from[0] = len(seen)  # the answer starts after the thought's close
+      if calls is not None and not was_calling and parser.mode == _reply.TOOL_CALL:
+        call[:] = [grammar.Constraint(tokenizer, calls, end_tokens), len(seen)]
+    if calls is not None and parser.mode == _reply.TOOL_CALL:
+      mask = call[0](ids[call[1]:])
+      return mask if user is None else _intersect(mask, user(ids), tokenizer.vocab_size)
+    if parser.in_thought:
+      if thinking_budget is not None and parser.thought_tokens >= thinking_budget:
+        return [parser.channel_close]
+      return None if user is None else user(ids)
+    mask = None
+    if constraint is not None:
+      mask = constraint(ids[answer_from[0]:])
+      if think and not ids and parser.channel_open is not None:
+        mask[parser.channel_open] = True  # the model may think first
+    if user is not None:
+      mask = _intersect(mask, user(ids), tokenizer.vocab_size)
+    return mask
+
+  return allowed
 
 
 def _intersect(mask, theirs, vocab_size: int):
