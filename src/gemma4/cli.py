@@ -166,6 +166,28 @@ def parser() -> argparse.ArgumentParser:
                  help='answers are JSON valid under this JSON schema (a .json file)')
   _add_model_args(c)
   _add_sampling_args(c)
+  v = sub.add_parser('serve', help='an OpenAI-compatible HTTP server',
+                     description='Serve the model over the OpenAI API (/v1/chat/completions, '
+                                 '/v1/completions, /v1/models, /health) with continuous '
+                                 'batching. SIGTERM or Ctrl-C stops it gracefully.')
+  _add_model_args(v)
+  g = v.add_argument_group('server')
+  g.add_argument('--host', default='127.0.0.1', help='address to listen on (default 127.0.0.1)')
+  g.add_argument('--port', type=int, default=8000, help='port (default 8000)')
+  g.add_argument('--slots', type=int, default=4, metavar='N',
+                 help='requests decoded together, each with its own KV cache row (default 4)')
+  g.add_argument('--max-queue', type=int, default=64, metavar='N',
+                 help='requests that may wait for a slot; more get 429 (default 64)')
+  g.add_argument('--api-key', metavar='KEY', default=os.environ.get('GEMMA4_API_KEY'),
+                 help='require Authorization: Bearer KEY on every endpoint but /health '
+                      '(default: $GEMMA4_API_KEY; none: no key)')
+  g.add_argument('--model-name', metavar='NAME',
+                 help="the model's id in the API (default: the checkpoint's model name)")
+  g.add_argument('--media-dir', action='append', metavar='DIR', default=[],
+                 help='image/audio file paths under DIR may be sent (repeatable; default: '
+                      'data URLs only)')
+  g.add_argument('--shutdown-timeout', type=float, default=10.0, metavar='S',
+                 help='on SIGTERM, let running requests finish for S seconds (default 10)')
   return p
 
 
@@ -239,7 +261,7 @@ def _sampling(args):
                            min_p=args.min_p)
 
 
-def _load(args):
+def _load(args, media: bool | None = None):
   """(model, params, tokenizer), with clear one-line errors for bad paths and files."""
   import jax.numpy as jnp
   import gemma4
@@ -249,7 +271,7 @@ def _load(args):
   model = None
   if args.model:
     try:
-      model = gemma4.models.get_model(args.model, text_only=not (args.image or args.audio),
+      model = gemma4.models.get_model(args.model, text_only=not (args.image or args.audio or media),
                                       **({'dtype': dtype} if dtype else {}))
     except (ValueError, TypeError, KeyError) as e:
       raise CliError(f'--model: {_describe(e)}') from e
@@ -593,6 +615,54 @@ def _chat_command(talk, line: str) -> bool:
   return False
 
 
+def _serve(args) -> int:
+  """`gemma4 serve`: checks the flags, loads the model, serves until SIGTERM."""
+  for flag in ('slots', 'max_queue', 'cache_length'):
+    if getattr(args, flag) < 1:
+      raise CliError(f'--{flag.replace("_", "-")} must be >= 1, got {getattr(args, flag)}')
+  if not 0 <= args.port < 65536:
+    raise CliError(f'--port must be in [0, 65535], got {args.port}')
+  if not (math.isfinite(args.shutdown_timeout) and args.shutdown_timeout >= 0):
+    raise CliError(f'--shutdown-timeout must be >= 0 seconds, got {args.shutdown_timeout}')
+  for d in args.media_dir:
+    if not os.path.isdir(d):
+      raise CliError(f'--media-dir: not a directory: {d}')
+  if args.checkpoint:
+    from gemma4 import checkpoints
+    try:
+      checkpoints.layout(args.checkpoint)
+    except (OSError, ValueError) as e:
+      raise CliError(_describe(e)) from e
+  if args.tokenizer:
+    _check_path('--tokenizer', args.tokenizer)
+  try:
+    import uvicorn  # noqa: F401 - the server's own dependency, checked before loading
+  except ImportError as e:
+    raise CliError(f'gemma4 serve needs uvicorn and starlette: {_describe(e)}') from e
+  if args.host not in ('127.0.0.1', 'localhost', '::1') and not args.api_key:
+    _status(f'warning: listening on {args.host} without --api-key: anyone who reaches it can '
+            'use the model')
+  args.image, args.audio = [], []
+  model, params, tokenizer = _load(args, media=True)  # with its encoders, where it has them
+  import gemma4
+  from gemma4.serve import app as serve_app
+  buckets = tuple(b for b in (32, 64, 128, 256, 512, 1024) if b < args.cache_length)
+  try:
+    sampler = gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tokenizer,
+                                   cache_length=args.cache_length, max_out_length=1,
+                                   pad_length=buckets or None)
+  except ValueError as e:
+    raise CliError(str(e)) from e
+  name = args.model_name or model.name
+  app = serve_app.create_app(sampler, model_name=name, slots=args.slots,
+                             max_queue=args.max_queue, api_key=args.api_key,
+                             media_dirs=args.media_dir, shutdown_timeout=args.shutdown_timeout)
+  _status(f'serving {name} on http://{args.host}:{args.port}/v1 ({args.slots} slots, cache of '
+          f'{args.cache_length} tokens each{", API key required" if args.api_key else ""})')
+  serve_app.run(app, host=args.host, port=args.port, shutdown_timeout=args.shutdown_timeout)
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   with warnings.catch_warnings():  # a library warning shows as a status line
     warnings.showwarning = lambda message, *_, **__: _status(f'warning: {message}')
@@ -607,6 +677,8 @@ def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.command is None:
       return _demo([])
+    if args.command == 'serve':
+      return _serve(args)
     return _sample(args) if args.command == 'sample' else _chat(args)
   except (CliError, *_USER_ERRORS) as e:
     _print_error(e)

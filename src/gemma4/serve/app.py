@@ -116,7 +116,7 @@ class _Reply:
 def create_app(sampler: Gemma4Sampler, *, model_name: str, slots: int = 4,
                max_queue: int = 64, api_key: str | None = None, media_dirs=(),
                max_body_bytes: int = MAX_BODY_BYTES, shutdown_timeout: float = 10.0,
-               engine: Engine | None = None) -> Starlette:
+               warmup: bool = True, engine: Engine | None = None) -> Starlette:
   """The ASGI app serving `sampler`'s model as `model_name` (see the module doc)."""
   engine = engine or Engine(sampler, slots=slots, max_queue=max_queue)
   cfg = sampler.model.config
@@ -382,6 +382,8 @@ def create_app(sampler: Gemma4Sampler, *, model_name: str, slots: int = 4,
   @contextlib.asynccontextmanager
   async def lifespan(app):
     engine.start()
+    if warmup:
+      await asyncio.to_thread(engine.warmup)
     try:
       yield
     finally:

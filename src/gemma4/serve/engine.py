@@ -338,6 +338,15 @@ class Engine:
       self._thread.join(timeout=60)
       self._thread = None
 
+  def warmup(self, timeout: float = 600.0) -> None:
+    """Compiles the programs every request runs (a short prefill, a first pick, a
+    decode step and its pick) with one greedy request, so the first client does not
+    wait for them."""
+    bos = np.asarray(self.sampler.tokenizer.encode('', add_bos=True) or [2], np.int32)
+    _, done = self.submit(EncodedPrompt(bos), Settings(max_new_tokens=2)).result(timeout)
+    if done.reason == 'error':
+      raise RuntimeError(f'the engine failed to warm up: {done.error}')
+
   # --- the engine's thread -----------------------------------------------------------
 
   def _loop(self) -> None:
@@ -385,7 +394,7 @@ class Engine:
         continue
       same = np.asarray(held[:n], np.int32) == ids[:n]
       common = n if same.all() else int(np.argmin(same))
-      if common > best_len and can_truncate(self.cfg, len(held), common, self.cache_length):
+      if common > max(best_len, 1) and can_truncate(self.cfg, len(held), common, self.cache_length):
         best, best_len = i, common
     if best is None:  # the row used least recently
       best = min(free, key=lambda i: self._slots[i].last_used)
