@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -171,10 +172,10 @@ def create_app(sampler: Gemma4Sampler, *, model_name: str, slots: int = 4,
     parser = _reply.ReplyParser(tokenizer)
     user = None
     if job.tools and job.tool_choice == 'none':
+      no_call = np.ones(tokenizer.vocab_size, bool)
+      no_call[parser.call_open] = False
       def user(ids):  # noqa: E306 - never opens a call
-        mask = [True] * tokenizer.vocab_size
-        mask[parser.call_open] = False
-        return mask
+        return no_call
     elif job.tools and job.tool_choice != 'auto':
       def user(ids):  # noqa: E306 - the reply opens with a call
         return [parser.call_open] if not ids else None
