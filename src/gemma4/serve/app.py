@@ -416,7 +416,26 @@ def _merge(deltas: list[dict]) -> dict:
 def run(app: Starlette, *, host: str = '127.0.0.1', port: int = 8000,
         shutdown_timeout: float = 10.0, log_level: str = 'info') -> None:
   """Serves the app with uvicorn until SIGINT/SIGTERM (a graceful stop, then exit)."""
+  import signal
+  import threading
+
   import uvicorn
+
+  class Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+      """SIGINT/SIGTERM start the graceful stop; the process then exits 0 (uvicorn
+      would raise the signal again once stopped, and exit by it)."""
+      if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+      before = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+      try:
+        yield
+      finally:
+        for sig, handler in before.items():
+          signal.signal(sig, handler)
+
   config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                           timeout_graceful_shutdown=shutdown_timeout, lifespan='on')
-  uvicorn.Server(config).run()
+  Server(config).run()
