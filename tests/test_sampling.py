@@ -174,7 +174,7 @@ def test_argmax_equals_jnp_argmax_on_ties_nan_and_inf():
   """sampling.argmax (two plain reductions) picks exactly what jnp.argmax picks: the first
   of tied maxima, the first NaN, index 0 of an all -inf row."""
   rng = np.random.default_rng(0)
-  x = rng.integers(0, 4, (6, 1000)).astype(np.float32)  # many ties
+  x = rng.integers(0, 4, (9, 1000)).astype(np.float32)  # many ties; 9 rows: the row loop
   x[1, 17] = np.nan
   x[1, 400] = np.nan
   x[2] = -np.inf
@@ -183,3 +183,74 @@ def test_argmax_equals_jnp_argmax_on_ties_nan_and_inf():
   got = sampling.argmax(jnp.asarray(x))
   np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(x), axis=-1)))
   np.testing.assert_array_equal(got[:5], [int(np.argmax(x[0])), 17, 0, 999, 5])
+
+
+def test_gumbel_at_equals_jax_random_gumbel_bitwise():
+  """gumbel_at(key, i) is jax.random.gumbel(key, shape).ravel()[i], bit for bit."""
+  for seed in range(4):
+    key = jax.random.key(seed)
+    want = np.asarray(jax.random.gumbel(key, (3, 4096))).ravel()
+    index = np.random.default_rng(seed).permutation(want.size)[:500]
+    got = np.asarray(jax.jit(sampling.gumbel_at)(key, jnp.asarray(index, jnp.int32)))
+    np.testing.assert_array_equal(got.view(np.uint32), want[index].view(np.uint32))
+
+
+def _reference(logits, key, t, k, p, m):
+  """The draw over the whole vocabulary, written plainly: filters by a full sort, then
+  jax.random.categorical (what Combined computed before its candidate fast path)."""
+  x = logits / t
+  neg = jnp.finfo(x.dtype).min
+  if k:
+    x = jnp.where(x < jnp.sort(x, axis=-1)[:, -k:][:, :1], neg, x)
+  if p < 1:
+    ordered = jnp.sort(x, axis=-1, descending=True)
+    cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
+    cutoff = jnp.take_along_axis(ordered, jnp.sum(cumulative < p, axis=-1, keepdims=True), -1)
+    x = jnp.where(x < cutoff, neg, x)
+  if m > 0:
+    probs = jax.nn.softmax(x, axis=-1)
+    x = jnp.where(probs >= m * jnp.max(probs, axis=-1, keepdims=True), x, neg)
+  return jax.random.categorical(key, x, axis=-1)
+
+
+# (logits scale, peak, temperature, top_k, top_p, min_p, the path it takes)
+_PATHS = [(3.0, 25.0, 1.0, None, 1.0, 0.0, 'candidates, no filter'),
+          (1.0, 0.0, 1.0, None, 1.0, 0.0, 'whole-vocabulary draw: noise could lift an outsider'),
+          (3.0, 10.0, 0.8, 64, 0.95, 0.0, 'candidates, top-k and top-p'),
+          (3.0, 0.0, 1.0, 1000, 1.0, 0.0, 'full sort: top_k above CANDIDATES'),
+          (1.0, 0.0, 1.0, None, 0.9, 0.0, 'full sort: the nucleus reaches past CANDIDATES'),
+          (1.0, 0.0, 1.0, None, 1.0, 0.05, 'whole-vocabulary draw: min-p keeps outsiders'),
+          (3.0, 0.0, 1.3, 300, 0.5, 0.02, 'full sort then candidates')]
+
+
+def test_draws_equal_the_whole_vocabulary_reference_on_every_path():
+  """Combined and sample_rows draw exactly the token of the plain full-vocabulary
+  reference (200 keys per case, vocabulary 4096 = 16 x CANDIDATES), on each path the
+  fast draw can take; in one sample_rows batch holding every case, each row still gets
+  its own reference token (a row's path never changes another row's token)."""
+  vocab, draws = 4096, 200
+  assert sampling.CANDIDATES * 16 == vocab
+  rng = np.random.default_rng(0)
+  rows = []
+  for scale, peak, t, k, p, m, path in _PATHS:
+    logits = rng.normal(0, scale, (1, vocab)).astype(np.float32)
+    logits[0, 11:14] += peak
+    logits[0, 7] = -np.inf  # a forbidden token
+    logits = jnp.asarray(logits)
+    method = sampling.Combined(temperature=t, top_k=k, top_p=p, min_p=m)
+    mine = jax.jit(method.get_next_tokens)
+    ref = jax.jit(lambda x, key, t=t, k=k, p=p, m=m: _reference(x, key, t, k, p, m))
+    keys = [jax.random.key(1000 * len(rows) + i) for i in range(draws)]
+    want = [int(ref(logits, key)[0]) for key in keys]
+    got = [int(mine(logits, key)[0]) for key in keys]
+    assert got == want, path
+    assert len(set(want)) > 1, path  # a real draw, not one token
+    if 'nucleus' in path:  # it does reach past the candidates
+      probs = np.sort(np.asarray(jax.nn.softmax(logits[0] / t)))[::-1]
+      assert np.searchsorted(np.cumsum(probs), p) > sampling.CANDIDATES
+    rows.append((logits, keys, want, (t, k or 0, p, m)))
+  f = jax.jit(sampling.sample_rows)
+  for i in range(20):
+    got = f(jnp.concatenate([r[0] for r in rows]), jnp.stack([r[1][i] for r in rows]),
+            *(jnp.asarray([r[3][j] for r in rows]) for j in range(4)))
+    assert [int(g) for g in got] == [r[2][i] for r in rows], i

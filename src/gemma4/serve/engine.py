@@ -95,6 +95,11 @@ class Settings:
   def filters(self) -> bool:
     return bool(self.top_k) or self.top_p < 1.0 or self.min_p > 0.0
 
+  @property
+  def penalized(self) -> bool:
+    return bool(self.logit_bias) or (self.repetition_penalty not in (None, 1.0)) or bool(
+        self.presence_penalty) or bool(self.frequency_penalty)
+
 
 @dataclasses.dataclass(frozen=True)
 class Token:
@@ -191,11 +196,30 @@ def _decode(static: _Static, params, cache: KVCache, last: jax.Array, active: ja
                  last_only=True)
 
 
-def _pick(static: _Static, filters: bool, top: bool, logits, rows: _Rows, settings, active,
-          allowed):
+@dataclasses.dataclass(frozen=True)
+class _Flags:
+  """What this step's rows ask for (static: each mix compiles once, at most 16 programs):
+  a draw (some temperature > 0), filters (top-k, top-p or min-p), top_logprobs,
+  penalties (any penalty or logit bias)."""
+
+  drawing: bool
+  filters: bool
+  top: bool
+  penalized: bool
+
+
+def _flags(settings: list[Settings]) -> _Flags:
+  return _Flags(drawing=any(s.temperature > 0 for s in settings),
+                filters=any(s.filters for s in settings),
+                top=any(s.top_logprobs for s in settings),
+                penalized=any(s.penalized for s in settings))
+
+
+def _pick(static: _Static, flags: _Flags, logits, rows: _Rows, settings, active, allowed):
   """Samples each row's next token as `Gemma4Sampler`'s pick does (allowed, forbidden,
   penalties, then the draw); returns tokens, logprobs, top ids and logprobs (or None)
-  and the rows' new keys and penalties (unchanged where not active)."""
+  and the rows' new keys and penalties (unchanged where not active, and everywhere
+  without penalties: no row reads them then)."""
   logits = logits.astype(jnp.float32)
   if allowed is not None:
     logits = jnp.where(allowed, logits, -jnp.inf)
@@ -203,15 +227,19 @@ def _pick(static: _Static, filters: bool, top: bool, logits, rows: _Rows, settin
     logits = logits.at[:, jnp.asarray(static.forbidden)].set(-jnp.inf)
   split = jax.vmap(jax.random.split)(rows.keys)  # [N, 2]: the next key, this draw's
   temperature, top_k, top_p, min_p = settings
-  token = _sampling.sample_rows(rows.penalties.apply(logits), split[:, 1], temperature,
-                                top_k, top_p, min_p, filters=filters)
-  logprobs = jax.nn.log_softmax(logits)
-  logprob = jnp.take_along_axis(logprobs, token[:, None], -1)[:, 0]
+  pen = rows.penalties
+  token = _sampling.sample_rows(pen.apply(logits) if flags.penalized else logits, split[:, 1],
+                                temperature, top_k, top_p, min_p, filters=flags.filters,
+                                drawing=flags.drawing)
+  total = jax.nn.logsumexp(logits, axis=-1)
+  logprob = jnp.take_along_axis(logits, token[:, None], -1)[:, 0] - total
   top_lp = top_ids = None
-  if top:
-    top_lp, top_ids = jax.lax.top_k(logprobs, MAX_TOP_LOGPROBS)
+  if flags.top:
+    top_lp, top_ids = jax.lax.top_k(logits, MAX_TOP_LOGPROBS)
+    top_lp = top_lp - total[:, None]
   keys = jnp.where(active, split[:, 0], rows.keys)
-  pen = rows.penalties.record(jnp.where(active, token, 0), active)
+  if flags.penalized:
+    pen = pen.record(jnp.where(active, token, 0), active)
   return token, logprob, top_ids, top_lp, _Rows(keys, pen)
 
 
@@ -242,7 +270,7 @@ class Engine:
     self._dtype = quant.compute_dtype(sampler.params)
     static = _Static(cfg, tuple(sampler.forbidden_ids))
     self._decode = functools.partial(_jit(_decode, static_argnums=0, donate_argnums=2), static)
-    self._pick = _jit(_pick, static_argnums=(0, 1, 2), donate_argnums=4)
+    self._pick = _jit(_pick, static_argnums=(0, 1), donate_argnums=3)
     self._static = static
     self._take = _jit(take_row)
     self._truncate = _jit(truncate, donate_argnums=0)
@@ -461,8 +489,8 @@ class Engine:
                               np.ones((1, len(ids)), bool), self.vocab)
     one = _Rows(key[None], pen)
     token, logprob, top_ids, top_lp, one = self._pick(
-        self._static, st.filters, st.top_logprobs > 0, logits, one, self._settings([st]),
-        jnp.ones((1,), bool), self._mask([request]))
+        self._static, _flags([st]), logits, one, self._settings([st]), jnp.ones((1,), bool),
+        self._mask([request]))
     self._cache = self._put(self._cache, slot, row)
     self._rows = self._put_rows(self._rows, slot, one)
     s = self._slots[slot]
@@ -482,11 +510,11 @@ class Engine:
     logits, self._cache = self._decode(self.sampler.params, self._cache,
                                        jnp.asarray(self._last), jnp.asarray(active))
     settings = [r.settings if r is not None else None for r in requests]
-    filters = any(x.filters for x in settings if x is not None)
-    top = any(x.top_logprobs for x in settings if x is not None)
+    flags = _flags([x for x in settings if x is not None])
     token, logprob, top_ids, top_lp, self._rows = self._pick(
-        self._static, filters, top, logits, self._rows, self._settings(settings),
-        jnp.asarray(active), mask)
+        self._static, flags, logits, self._rows, self._settings(settings), jnp.asarray(active),
+        mask)
+    top = flags.top
     token, logprob = np.asarray(token), np.asarray(logprob)
     if top:
       top_ids, top_lp = np.asarray(top_ids), np.asarray(top_lp)
