@@ -2,7 +2,8 @@
 
 `Engine` owns one KV cache of `slots` rows, one per request being decoded, and a thread
 that loops: admit waiting requests (each prefilled alone into its own row while the
-others wait one prefill, then inserted), then one decode step for every busy row, then
+others wait one prefill, then inserted), then one decode step for every busy row (a
+single busy row is decoded alone: a one-row forward is several times faster on CPU), then
 hand each request its token. A request that ends frees its row at once. Every shape the
 loop compiles is fixed (the batch, the prefill buckets), so requests never recompile.
 
@@ -196,6 +197,17 @@ def _decode(static: _Static, params, cache: KVCache, last: jax.Array, active: ja
                  last_only=True)
 
 
+def _decode_row(static: _Static, params, cache: KVCache, row: jax.Array, last: jax.Array):
+  """One token of row `row` alone (the only busy one) into the cache: logits [1, V] and
+  the cache. A one-row forward reads the weights as a matrix-vector product, several
+  times faster on CPU than the whole batch, and is the step `Gemma4Sampler.sample`
+  takes for one prompt."""
+  one = take_row(cache, row)
+  logits, one = forward(params, static.cfg, last[:, None], valid=jnp.ones((1, 1), bool),
+                        cache=one, last_only=True)
+  return logits, put_row(cache, row, one)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Flags:
   """What this step's rows ask for (static: each mix compiles once, at most 16 programs):
@@ -270,6 +282,8 @@ class Engine:
     self._dtype = quant.compute_dtype(sampler.params)
     static = _Static(cfg, tuple(sampler.forbidden_ids))
     self._decode = functools.partial(_jit(_decode, static_argnums=0, donate_argnums=2), static)
+    self._decode_row = functools.partial(
+        _jit(_decode_row, static_argnums=0, donate_argnums=2), static)
     self._pick = _jit(_pick, static_argnums=(0, 1), donate_argnums=3)
     self._static = static
     self._take = _jit(take_row)
@@ -278,6 +292,8 @@ class Engine:
     self._put_rows = _jit(lambda rows, i, one: jax.tree.map(
         lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, i, 0), rows, one),
         donate_argnums=0)
+    self._take_rows = _jit(lambda rows, i: jax.tree.map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1, 0), rows))
     self._cache = init_cache(cfg, slots, self.cache_length, self._dtype)
     keys = jnp.stack([jax.random.key(0)] * slots)
     self._rows = _Rows(keys, self._no_penalties(slots))
@@ -368,12 +384,15 @@ class Engine:
 
   def warmup(self, timeout: float = 600.0) -> None:
     """Compiles the programs every request runs (a short prefill, a first pick, a
-    decode step and its pick) with one greedy request, so the first client does not
-    wait for them."""
+    decode step of the whole batch, one of a single row, and their picks) with two
+    greedy requests admitted together, so the first client does not wait for them."""
     bos = np.asarray(self.sampler.tokenizer.encode('', add_bos=True) or [2], np.int32)
-    _, done = self.submit(EncodedPrompt(bos), Settings(max_new_tokens=2)).result(timeout)
-    if done.reason == 'error':
-      raise RuntimeError(f'the engine failed to warm up: {done.error}')
+    with self._lock:  # both are admitted before the first step: the batch path runs
+      pending = [self.submit(EncodedPrompt(bos), Settings(max_new_tokens=n)) for n in (2, 3)]
+    for request in pending:
+      _, done = request.result(timeout)
+      if done.reason == 'error':
+        raise RuntimeError(f'the engine failed to warm up: {done.error}')
 
   # --- the engine's thread -----------------------------------------------------------
 
@@ -506,14 +525,17 @@ class Engine:
     if not any(requests):
       return
     active = np.array([r is not None for r in requests])
-    mask = self._mask(requests)
-    logits, self._cache = self._decode(self.sampler.params, self._cache,
-                                       jnp.asarray(self._last), jnp.asarray(active))
     settings = [r.settings if r is not None else None for r in requests]
     flags = _flags([x for x in settings if x is not None])
-    token, logprob, top_ids, top_lp, self._rows = self._pick(
-        self._static, flags, logits, self._rows, self._settings(settings), jnp.asarray(active),
-        mask)
+    if active.sum() == 1 and self.num_slots > 1:
+      token, logprob, top_ids, top_lp = self._step_row(int(np.flatnonzero(active)[0]), flags)
+    else:
+      mask = self._mask(requests)
+      logits, self._cache = self._decode(self.sampler.params, self._cache,
+                                         jnp.asarray(self._last), jnp.asarray(active))
+      token, logprob, top_ids, top_lp, self._rows = self._pick(
+          self._static, flags, logits, self._rows, self._settings(settings),
+          jnp.asarray(active), mask)
     top = flags.top
     token, logprob = np.asarray(token), np.asarray(logprob)
     if top:
@@ -526,6 +548,21 @@ class Engine:
       self._slots[i].held.append(int(self._last[i]))  # fed this step: now in the cache
       self._deliver(i, int(token[i]), float(logprob[i]),
                     (top_ids[i], top_lp[i]) if top and r.settings.top_logprobs else None)
+
+  def _step_row(self, slot: int, flags: _Flags):
+    """The step of a single busy row, decoded and picked alone; the results are laid
+    out as the batch's (row `slot` holds this row's)."""
+    r = self._slots[slot].request
+    i = jnp.int32(slot)
+    logits, self._cache = self._decode_row(self.sampler.params, self._cache, i,
+                                           jnp.asarray(self._last[slot:slot + 1]))
+    one = self._take_rows(self._rows, i)
+    token, logprob, top_ids, top_lp, one = self._pick(
+        self._static, flags, logits, one, self._settings([r.settings]), jnp.ones((1,), bool),
+        self._mask([r]))
+    self._rows = self._put_rows(self._rows, i, one)
+    spread = lambda x: None if x is None else np.repeat(np.asarray(x), self.num_slots, axis=0)
+    return spread(token), spread(logprob), spread(top_ids), spread(top_lp)
 
   def _deliver(self, slot: int, token: int, logprob: float, top) -> None:
     s = self._slots[slot]
