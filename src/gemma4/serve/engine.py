@@ -2,9 +2,11 @@
 
 `Engine` owns one KV cache of `slots` rows, one per request being decoded, and a thread
 that loops: admit waiting requests (each prefilled alone into its own row while the
-others wait one prefill, then inserted), then one decode step for every busy row (a
-single busy row is decoded alone: a one-row forward is several times faster on CPU), then
-hand each request its token. A request that ends frees its row at once. Every shape the
+others wait one prefill, then inserted), then one decode step for every busy row, then
+hand each request its token. The step runs the whole batch, or, when fewer rows are busy
+than that costs (measured as the loop runs; always for a single row), each busy row alone
+in turn: on CPU a one-row forward reads the weights as matrix-vector products and is
+several times cheaper than a batch, which computes every slot. A request that ends frees its row at once. Every shape the
 loop compiles is fixed (the batch, the prefill buckets), so requests never recompile.
 
 Each row samples with its own key and settings (`sampling.sample_rows`), and a row's
@@ -305,6 +307,11 @@ class Engine:
     self._running = False
     self._accepting = True
     self.stats = collections.Counter()
+    # Seconds per step, measured as the loop runs (the first of each, a compile, is left
+    # out): a whole-batch step, and one row decoded alone. A few busy rows go one by one
+    # when that costs less than the batch, which always computes every slot.
+    self._cost: dict[str, float | None] = {'batch': None, 'row': None}
+    self._seen = collections.Counter()
 
   def _no_penalties(self, n: int) -> _sampling.Penalties:
     values = (1.0, 0.0, 0.0, {})
@@ -385,14 +392,19 @@ class Engine:
   def warmup(self, timeout: float = 600.0) -> None:
     """Compiles the programs every request runs (a short prefill, a first pick, a
     decode step of the whole batch, one of a single row, and their picks) with two
-    greedy requests admitted together, so the first client does not wait for them."""
+    greedy requests admitted together, twice: the second time measures what a batch
+    step and a single-row step cost, so the loop knows when to decode rows one by one.
+    The first client then does not wait for compiles."""
     bos = np.asarray(self.sampler.tokenizer.encode('', add_bos=True) or [2], np.int32)
-    with self._lock:  # both are admitted before the first step: the batch path runs
-      pending = [self.submit(EncodedPrompt(bos), Settings(max_new_tokens=n)) for n in (2, 3)]
-    for request in pending:
-      _, done = request.result(timeout)
-      if done.reason == 'error':
-        raise RuntimeError(f'the engine failed to warm up: {done.error}')
+    for _ in range(2):
+      pending = [Request(EncodedPrompt(bos), Settings(max_new_tokens=n)) for n in (2, 3)]
+      with self._lock:  # both are admitted before the first step (past max_queue)
+        self._waiting.extend(pending)
+        self._lock.notify_all()
+      for request in pending:
+        _, done = request.result(timeout)
+        if done.reason == 'error':
+          raise RuntimeError(f'the engine failed to warm up: {done.error}')
 
   # --- the engine's thread -----------------------------------------------------------
 
@@ -517,6 +529,23 @@ class Engine:
     self._deliver(slot, int(token[0]), float(logprob[0]),
                   None if top_ids is None else (np.asarray(top_ids[0]), np.asarray(top_lp[0])))
 
+  def _one_by_one(self, n: int) -> bool:
+    """Whether n busy rows decode faster alone in turn than as the whole batch (one row
+    always: it is also `sample`'s own step)."""
+    if self.num_slots == 1:
+      return False
+    if n == 1:
+      return True
+    row, batch = self._cost['row'], self._cost['batch']
+    return row is not None and batch is not None and n * row < batch
+
+  def _observe(self, kind: str, seconds: float) -> None:
+    self._seen[kind] += 1
+    if self._seen[kind] == 1:  # compiled then
+      return
+    old = self._cost[kind]
+    self._cost[kind] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
   def _step(self) -> None:
     for i, s in enumerate(self._slots):
       if s.request is not None and s.request.cancelled:
@@ -525,34 +554,43 @@ class Engine:
     if not any(requests):
       return
     active = np.array([r is not None for r in requests])
+    busy = np.flatnonzero(active)
+    t0 = time.perf_counter()
+    if self._one_by_one(len(busy)):
+      picked = {int(i): self._step_row(int(i)) for i in busy}
+      self._observe('row', (time.perf_counter() - t0) / len(busy))
+      self.stats['row_steps'] += len(busy)
+    else:
+      picked = self._step_batch(requests, active)
+      self._observe('batch', time.perf_counter() - t0)
+      self.stats['batch_steps'] += 1
+    self.stats['steps'] += 1
+    self.stats['decoded_tokens'] += len(busy)
+    for i in busy:
+      self._slots[i].held.append(int(self._last[i]))  # fed this step: now in the cache
+      self._deliver(int(i), *picked[int(i)])
+
+  def _step_batch(self, requests: list[Request | None], active: np.ndarray) -> dict:
+    """One step of the whole batch: {slot: (token, logprob, top or None)} for the busy."""
     settings = [r.settings if r is not None else None for r in requests]
     flags = _flags([x for x in settings if x is not None])
-    if active.sum() == 1 and self.num_slots > 1:
-      token, logprob, top_ids, top_lp = self._step_row(int(np.flatnonzero(active)[0]), flags)
-    else:
-      mask = self._mask(requests)
-      logits, self._cache = self._decode(self.sampler.params, self._cache,
-                                         jnp.asarray(self._last), jnp.asarray(active))
-      token, logprob, top_ids, top_lp, self._rows = self._pick(
-          self._static, flags, logits, self._rows, self._settings(settings),
-          jnp.asarray(active), mask)
-    top = flags.top
+    mask = self._mask(requests)
+    logits, self._cache = self._decode(self.sampler.params, self._cache,
+                                       jnp.asarray(self._last), jnp.asarray(active))
+    token, logprob, top_ids, top_lp, self._rows = self._pick(
+        self._static, flags, logits, self._rows, self._settings(settings), jnp.asarray(active),
+        mask)
     token, logprob = np.asarray(token), np.asarray(logprob)
-    if top:
+    if flags.top:
       top_ids, top_lp = np.asarray(top_ids), np.asarray(top_lp)
-    self.stats['steps'] += 1
-    self.stats['decoded_tokens'] += int(active.sum())
-    for i, r in enumerate(requests):
-      if r is None:
-        continue
-      self._slots[i].held.append(int(self._last[i]))  # fed this step: now in the cache
-      self._deliver(i, int(token[i]), float(logprob[i]),
-                    (top_ids[i], top_lp[i]) if top and r.settings.top_logprobs else None)
+    return {int(i): (int(token[i]), float(logprob[i]),
+                     (top_ids[i], top_lp[i]) if requests[i].settings.top_logprobs else None)
+            for i in np.flatnonzero(active)}
 
-  def _step_row(self, slot: int, flags: _Flags):
-    """The step of a single busy row, decoded and picked alone; the results are laid
-    out as the batch's (row `slot` holds this row's)."""
+  def _step_row(self, slot: int) -> tuple:
+    """One step of row `slot` alone, decoded and picked: (token, logprob, top or None)."""
     r = self._slots[slot].request
+    flags = _flags([r.settings])
     i = jnp.int32(slot)
     logits, self._cache = self._decode_row(self.sampler.params, self._cache, i,
                                            jnp.asarray(self._last[slot:slot + 1]))
@@ -561,8 +599,8 @@ class Engine:
         self._static, flags, logits, one, self._settings([r.settings]), jnp.ones((1,), bool),
         self._mask([r]))
     self._rows = self._put_rows(self._rows, i, one)
-    spread = lambda x: None if x is None else np.repeat(np.asarray(x), self.num_slots, axis=0)
-    return spread(token), spread(logprob), spread(top_ids), spread(top_lp)
+    top = (np.asarray(top_ids[0]), np.asarray(top_lp[0])) if flags.top else None
+    return int(token[0]), float(logprob[0]), top
 
   def _deliver(self, slot: int, token: int, logprob: float, top) -> None:
     s = self._slots[slot]
