@@ -14,7 +14,9 @@ number of requests is done (bounded in count and in time). Measured per run:
 - inter-token latency: gaps between text chunks of one answer, p50 and p99.
 
 Reported: the median over rounds (min-max of the rounds), errors, and the ratios.
-Writes bench/serve_load.txt and bench/serve_load.png.
+Writes bench/serve_load.txt and bench/serve_load.png. Then prefix reuse, both engines:
+the time to first token of a long prompt new to the server and of the same start again
+(bench/serve_prefix.txt; `--prefix-only` runs just that).
 
   .venv/bin/python bench/serve_load.py [--rounds 3] [--clients 1,4,16,64]
 
@@ -162,6 +164,26 @@ def run_load(port: int, model: str, clients: int, requests: int, max_tokens: int
               ttft_p99=pct(ttft, 99), itl_p50=pct(itl, 50), itl_p99=pct(itl, 99))
 
 
+RULES = ' '.join(f'Rule {i}: answer in plain words, cite the {w} section, keep it short.'
+                 for i, w in enumerate(['first', 'second', 'third', 'fourth', 'fifth', 'sixth',
+                                        'seventh', 'eighth', 'ninth', 'tenth'] * 2))
+
+
+def prefix_run(port: int, model: str, trials: int) -> dict:
+  """Time to first token of a prompt whose long start (a ~350-token system text) the
+  server has never seen (cold), then of the same start with another question (warm: the
+  request before held it); one client, max_tokens 1. The medians in seconds."""
+  times = {'cold': [], 'warm': []}
+  for t in range(trials):
+    head = f'Session {t} of {trials}. {RULES}\n'  # new to the server at 'cold'
+    for kind in ('cold', 'warm'):
+      r = one_request(port, model, f'{head}Question ({kind}): what is rule 3?', 1, 600)
+      if r['error'] or not r['times']:
+        raise RuntimeError(f'prefix run failed: {r["error"]}')
+      times[kind].append(r['times'][0] - r['sent'])
+  return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def versions(llama_python: Path) -> str:
   import jax
   import gemma4
@@ -186,6 +208,8 @@ def main() -> int:
   ap.add_argument('--time-limit', type=float, default=600, help='seconds per run at most')
   ap.add_argument('--llama-python', type=Path, default=LLAMA_PY)
   ap.add_argument('--out', type=Path, default=ROOT / 'bench/serve_load.txt')
+  ap.add_argument('--prefix-out', type=Path, default=ROOT / 'bench/serve_prefix.txt')
+  ap.add_argument('--prefix-only', action='store_true', help='only the prefix-reuse run')
   args = ap.parse_args()
   levels = [int(x) for x in args.clients.split(',')]
   import gemma4
@@ -212,7 +236,7 @@ def main() -> int:
         run_load(s.port, s.model, n, n, 8, tokenizer, 600)
     runs = {}
     names = list(servers)
-    for rnd in range(args.rounds):
+    for rnd in range(0 if args.prefix_only else args.rounds):
       for clients in levels:
         for name in (names if rnd % 2 == 0 else names[::-1]):
           s = servers[name]
@@ -224,10 +248,16 @@ def main() -> int:
                 f'{r["wall"]:6.1f} s {r["tok_s"]:6.1f} tok/s ttft p50 {r["ttft_p50"]:.2f} '
                 f'p99 {r["ttft_p99"]:.2f} s itl p50 {1e3 * r["itl_p50"]:.0f} p99 '
                 f'{1e3 * r["itl_p99"]:.0f} ms errors {len(r["errors"])}', flush=True)
+    prefix = {}
+    for name in names:
+      prefix[name] = prefix_run(servers[name].port, servers[name].model, 5)
+      print(f'{name}: prefix reuse ttft {prefix[name]}', flush=True)
   finally:
     for s in servers.values():
       s.stop()
-  report(args, levels, runs, names, {n: s.ready_s for n, s in servers.items()}, Path(gguf_path))
+  if not args.prefix_only:
+    report(args, levels, runs, names, {n: s.ready_s for n, s in servers.items()}, Path(gguf_path))
+  report_prefix(args, prefix, Path(gguf_path))
   return 0
 
 
@@ -270,6 +300,23 @@ def report(args, levels, runs, names, ready, gguf_path) -> None:
   args.out.write_text(text)
   print(text)
   plot(levels, names, med, args.out.with_suffix('.png'))
+
+
+def report_prefix(args, prefix, gguf_path) -> None:
+  lines = [f'# Prefix reuse: gemma4 serve vs llama.cpp server, {gguf_path.name}',
+           f'Machine: {machine()}. {versions(args.llama_python)}.',
+           'Method: bench/serve_load.py (prefix_run); one client, streamed /v1/completions, '
+           'max_tokens 1; 5 trials, each a ~388-token prompt whose first ~380 tokens are new '
+           'to the server (cold), then the same text with another last line (warm: the '
+           'request before held it). Medians of time to first token. gemma4 serve --slots '
+           f'{args.slots} --cache-length {args.cache_length}; llama-cpp-python keeps the last '
+           'prompt\'s KV and reuses its common prefix.', '',
+           '| engine | cold s | warm s | cold / warm |', '|---|---|---|---|']
+  for name, p in prefix.items():
+    lines.append(f'| {name} | {p["cold"]:.3f} | {p["warm"]:.3f} | {p["cold"] / p["warm"]:.1f} |')
+  text = '\n'.join(lines) + '\n'
+  args.prefix_out.write_text(text)
+  print(text)
 
 
 def plot(levels, names, med, path: Path) -> None:

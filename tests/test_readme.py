@@ -15,6 +15,8 @@ having run. A traceback points at the README's own lines.
 
 import contextlib
 import io
+import socket
+import time
 
 import jax
 import numpy as np
@@ -121,12 +123,31 @@ def check_conversations(ns, values, stdout, loaded):
   assert len(agent.turns) >= 4
 
 
+def check_serve(ns, values, stdout, loaded):
+  """The served completion is sample()'s greedy text; the stream printed text; the
+  server stops when told."""
+  out, sampler = ns['out'], ns['sampler']
+  want = sampler.sample('The capital of France is', max_new_tokens=8)
+  assert out.choices[0].text == want
+  assert 1 <= out.usage.completion_tokens <= 8
+  assert stdout.startswith(out.choices[0].text) and len(stdout) > len(out.choices[0].text) + 5
+  deadline = time.monotonic() + 60  # stopped: the port no longer takes connections
+  while time.monotonic() < deadline:
+    try:
+      socket.create_connection(('127.0.0.1', ns['port']), timeout=1).close()
+    except OSError:
+      break
+    time.sleep(0.2)
+  else:
+    raise AssertionError(f'the README server on port {ns["port"]} did not stop within 60 s')
+
+
 def chat_output():
   return gemma4.chat.ChatOutput
 
 
 CHECKS = {'Checkpoints': check_checkpoints, 'Sampling': check_sampling,
-          'Conversations': check_conversations,
+          'Conversations': check_conversations, 'Serve': check_serve,
           'Images': check_images, 'Audio': check_audio, 'Using the decoder': check_decoder}
 
 

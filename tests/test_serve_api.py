@@ -243,3 +243,20 @@ def test_models_health_and_api_key(client, server):
   assert serve_util.http('GET', server.url + '/health')[2]['status'] == 'ok'  # no key needed
   status, _, body = serve_util.http('GET', server.url + '/v1/models')
   assert status == 401 and body['error']['code'] == 'invalid_api_key'
+
+
+def test_two_replicas_answer_a_seeded_request_alike(client, sampler):
+  """Scaling out is replicas behind a load balancer: a second server (its own engine and
+  cache) gives a seeded draw the same text as the first and as sample() with that seed,
+  so requests may go to either."""
+  other = serve_util.Server(gemma4.serve.create_app(sampler, model_name='tiny', slots=1))
+  try:
+    second = openai.OpenAI(base_url=other.url + '/v1', api_key='unused', max_retries=0,
+                           timeout=120)
+    kw = dict(model='tiny', prompt='A replica says', max_tokens=10, temperature=1.0, seed=11)
+    method = sampling.Combined(temperature=1.0, top_k=None, top_p=1.0, min_p=0.0)
+    want = greedy(sampler, 'A replica says', 10, sampling=method, rng=11)[1]
+    texts = [c.completions.create(**kw).choices[0].text for c in (client, second, client)]
+    assert texts == [want] * 3
+  finally:
+    other.stop()
