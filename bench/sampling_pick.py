@@ -1,7 +1,8 @@
 """The cost of one sampling pick on Gemma's 262144-token vocabulary: gemma4's
 `sampling.Combined` (a draw from the 256 most likely tokens, falling back to a full sort
 or a whole-vocabulary draw only where that could change the token) against the plain
-full-sort draw it replaced (the reference the tests compare it with, bitwise).
+full-sort draw it replaced (`tests.sampling_reference.full_vocabulary_draw`, the
+reference the tests compare it with, bitwise).
 
 Two kinds of rows: confident (N(0, 3) with one token 8 above the row's maximum: it holds
 about 0.99 of the probability, the candidate fast path) and diffuse (plain N(0, 3): the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -25,22 +27,11 @@ import numpy as np
 
 from gemma4 import sampling
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.sampling_reference import full_vocabulary_draw  # noqa: E402 - the tests' reference
+
 VOCAB = 262144
 ROUNDS, CALLS = 3, 20
-
-
-def full_sort(logits, key, t, k, p):
-  """Top-k then top-p by full sorts of the row, then jax.random.categorical."""
-  x = logits / t
-  neg = jnp.finfo(x.dtype).min
-  if k:
-    x = jnp.where(x < jnp.sort(x, axis=-1)[:, -k:][:, :1], neg, x)
-  if p < 1:
-    ordered = jnp.sort(x, axis=-1, descending=True)
-    cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
-    cutoff = jnp.take_along_axis(ordered, jnp.sum(cumulative < p, axis=-1, keepdims=True), -1)
-    x = jnp.where(x < cutoff, neg, x)
-  return jax.random.categorical(key, x, axis=-1)
 
 
 def timed(fn, *args) -> float:
@@ -73,7 +64,7 @@ def main() -> None:
       x = jnp.asarray(x)
       method = sampling.Combined(temperature=t, top_k=k, top_p=p, min_p=0.0)
       ours = jax.jit(lambda x, key, m=method: m.get_next_tokens(x, key))
-      plain = jax.jit(lambda x, key, t=t, k=k, p=p: full_sort(x, key, t, k, p))
+      plain = jax.jit(lambda x, key, t=t, k=k, p=p: full_vocabulary_draw(x, key, t, k, p, 0.0))
       got = {'ours': [], 'plain': []}
       for r in range(ROUNDS):
         for name in (('ours', 'plain') if r % 2 == 0 else ('plain', 'ours')):

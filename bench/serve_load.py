@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +45,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.serve_util import free_port  # noqa: E402
 LLAMA_PY = Path.home() / '.cache/gemma4/llama-venv/bin/python'
 
 SUBJECTS = ['a lighthouse keeper', 'a clockmaker', 'a dragon', 'two rival chefs', 'a lost robot',
@@ -53,12 +54,6 @@ SUBJECTS = ['a lighthouse keeper', 'a clockmaker', 'a dragon', 'two rival chefs'
             'a beekeeper', 'a librarian', 'a young inventor', 'a fox', 'a desert caravan',
             'a night train']
 PROMPTS = [f'Here is a long story about {s}.\n\nOnce upon a time,' for s in SUBJECTS]
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 class ServerProcess:

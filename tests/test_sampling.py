@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gemma4 import sampling
+from tests.sampling_reference import full_vocabulary_draw
 
 KEYS = [jax.random.key(i) for i in range(200)]
 
@@ -195,24 +196,6 @@ def test_gumbel_at_equals_jax_random_gumbel_bitwise():
     np.testing.assert_array_equal(got.view(np.uint32), want[index].view(np.uint32))
 
 
-def _reference(logits, key, t, k, p, m):
-  """The draw over the whole vocabulary, written plainly: filters by a full sort, then
-  jax.random.categorical (what Combined computed before its candidate fast path)."""
-  x = logits / t
-  neg = jnp.finfo(x.dtype).min
-  if k:
-    x = jnp.where(x < jnp.sort(x, axis=-1)[:, -k:][:, :1], neg, x)
-  if p < 1:
-    ordered = jnp.sort(x, axis=-1, descending=True)
-    cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
-    cutoff = jnp.take_along_axis(ordered, jnp.sum(cumulative < p, axis=-1, keepdims=True), -1)
-    x = jnp.where(x < cutoff, neg, x)
-  if m > 0:
-    probs = jax.nn.softmax(x, axis=-1)
-    x = jnp.where(probs >= m * jnp.max(probs, axis=-1, keepdims=True), x, neg)
-  return jax.random.categorical(key, x, axis=-1)
-
-
 # (logits scale, peak, temperature, top_k, top_p, min_p, the path it takes)
 _PATHS = [(3.0, 25.0, 1.0, None, 1.0, 0.0, 'candidates, no filter'),
           (1.0, 0.0, 1.0, None, 1.0, 0.0, 'whole-vocabulary draw: noise could lift an outsider'),
@@ -239,7 +222,7 @@ def test_draws_equal_the_whole_vocabulary_reference_on_every_path():
     logits = jnp.asarray(logits)
     method = sampling.Combined(temperature=t, top_k=k, top_p=p, min_p=m)
     mine = jax.jit(method.get_next_tokens)
-    ref = jax.jit(lambda x, key, t=t, k=k, p=p, m=m: _reference(x, key, t, k, p, m))
+    ref = jax.jit(lambda x, key, t=t, k=k, p=p, m=m: full_vocabulary_draw(x, key, t, k, p, m))
     keys = [jax.random.key(1000 * len(rows) + i) for i in range(draws)]
     want = [int(ref(logits, key)[0]) for key in keys]
     got = [int(mine(logits, key)[0]) for key in keys]

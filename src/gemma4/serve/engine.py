@@ -3,11 +3,13 @@
 `Engine` owns one KV cache of `slots` rows, one per request being decoded, and a thread
 that loops: admit waiting requests (each prefilled alone into its own row while the
 others wait one prefill, then inserted), then one decode step for every busy row, then
-hand each request its token. The step runs the whole batch, or, when fewer rows are busy
-than that costs (measured as the loop runs; always for a single row), each busy row alone
-in turn: on CPU a one-row forward reads the weights as matrix-vector products and is
-several times cheaper than a batch, which computes every slot. A request that ends frees its row at once. Every shape the
-loop compiles is fixed (the batch, the prefill buckets), so requests never recompile.
+hand each request its token. The step runs the whole batch, or, when so few rows are busy
+that decoding each alone in turn costs less (measured as the loop runs; always for a
+single row), one row at a time: on CPU a one-row forward reads the weights as
+matrix-vector products and is several times cheaper than a batch step, which computes
+every slot (bench/serve_load.txt). A request that ends frees its row at once. Every
+shape the loop compiles is fixed (the batch, the prefill buckets), so requests never
+recompile.
 
 Each row samples with its own key and settings (`sampling.sample_rows`), and a row's
 computation does not depend on the others (attention and masks are per row), so a
@@ -200,10 +202,8 @@ def _decode(static: _Static, params, cache: KVCache, last: jax.Array, active: ja
 
 
 def _decode_row(static: _Static, params, cache: KVCache, row: jax.Array, last: jax.Array):
-  """One token of row `row` alone (the only busy one) into the cache: logits [1, V] and
-  the cache. A one-row forward reads the weights as a matrix-vector product, several
-  times faster on CPU than the whole batch, and is the step `Gemma4Sampler.sample`
-  takes for one prompt."""
+  """One token of row `row` alone into the cache: logits [1, V] and the cache. The
+  one-row forward is the step `Gemma4Sampler.sample` takes for one prompt."""
   one = take_row(cache, row)
   logits, one = forward(params, static.cfg, last[:, None], valid=jnp.ones((1, 1), bool),
                         cache=one, last_only=True)
@@ -294,8 +294,6 @@ class Engine:
     self._put_rows = _jit(lambda rows, i, one: jax.tree.map(
         lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, i, 0), rows, one),
         donate_argnums=0)
-    self._take_rows = _jit(lambda rows, i: jax.tree.map(
-        lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1, 0), rows))
     self._cache = init_cache(cfg, slots, self.cache_length, self._dtype)
     keys = jnp.stack([jax.random.key(0)] * slots)
     self._rows = _Rows(keys, self._no_penalties(slots))
@@ -594,7 +592,7 @@ class Engine:
     i = jnp.int32(slot)
     logits, self._cache = self._decode_row(self.sampler.params, self._cache, i,
                                            jnp.asarray(self._last[slot:slot + 1]))
-    one = self._take_rows(self._rows, i)
+    one = self._take(self._rows, i)  # take_row slices any tree of [N, ...] arrays
     token, logprob, top_ids, top_lp, one = self._pick(
         self._static, flags, logits, one, self._settings([r.settings]), jnp.ones((1,), bool),
         self._mask([r]))
