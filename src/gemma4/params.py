@@ -22,27 +22,32 @@ class ParamSpec:
   shape: tuple[int, ...]
   init: str  # 'normal' (std = fan_in ** -0.5 over `fan_in_axes`), 'embed', 'ones', 'zeros'
   fan_in_axes: tuple[int, ...] = ()
+  # The logical name of each axis (gemma4.sharding.LOGICAL_AXES; None: never split), or
+  # None for a parameter kept whole on every device (the encoders).
+  axes: tuple[str | None, ...] | None = None
 
 
 def _norm(dim: int, cfg: TransformerConfig | None = None) -> dict:
   # Gemma 3 norms store w for a (1 + w) scale: their neutral value is 0, not 1.
-  return {'scale': ParamSpec((dim,), 'zeros' if cfg and cfg.norm_offset else 'ones')}
+  return {'scale': ParamSpec((dim,), 'zeros' if cfg and cfg.norm_offset else 'ones', axes=(None,))}
 
 
 def _dense_mlp(d: int, f: int) -> dict:
   # The official dense FeedForward shares its scope: no '/w' under these names.
-  return {'gating_einsum': ParamSpec((2, f, d), 'normal', (2,)),
-          'linear': ParamSpec((f, d), 'normal', (0,))}
+  return {'gating_einsum': ParamSpec((2, f, d), 'normal', (2,), (None, 'mlp', 'embed')),
+          'linear': ParamSpec((f, d), 'normal', (0,), ('mlp', 'embed'))}
 
 
 def _attention(cfg: TransformerConfig, kind: str) -> dict:
   n, d, h, k = cfg.num_heads, cfg.embed_dim, cfg.key_size(kind), cfg.kv_heads(kind)
-  p = {'q_einsum': {'w': ParamSpec((n, d, h), 'normal', (1,))},
-       'attn_vec_einsum': {'w': ParamSpec((n, h, d), 'normal', (0, 1))}}
+  p = {'q_einsum': {'w': ParamSpec((n, d, h), 'normal', (1,), ('heads', 'embed', 'head_dim'))},
+       'attn_vec_einsum': {'w': ParamSpec((n, h, d), 'normal', (0, 1),
+                                          ('heads', 'head_dim', 'embed'))}}
   if cfg.k_eq_v(kind):
-    p['k_einsum'] = {'w': ParamSpec((k, d, h), 'normal', (1,))}
+    p['k_einsum'] = {'w': ParamSpec((k, d, h), 'normal', (1,), ('kv_heads', 'embed', 'head_dim'))}
   else:
-    p['kv_einsum'] = {'w': ParamSpec((2, k, d, h), 'normal', (2,))}
+    p['kv_einsum'] = {'w': ParamSpec((2, k, d, h), 'normal', (2,),
+                                     (None, 'kv_heads', 'embed', 'head_dim'))}
   if cfg.qk_norm_with_scale:
     q_name, k_name = cfg.qk_norm_names
     p[q_name] = _norm(h, cfg)
@@ -54,17 +59,20 @@ def _layer(cfg: TransformerConfig, i: int) -> dict:
   d = cfg.embed_dim
   p = {'pre_attention_norm': _norm(d, cfg), 'attn': _attention(cfg, cfg.layer_types[i])}
   if cfg.skip_scale:
-    p['skip_scale'] = ParamSpec((1,), 'ones')
+    p['skip_scale'] = ParamSpec((1,), 'ones', axes=(None,))
   if cfg.use_post_attn_norm:
     p['post_attention_norm'] = _norm(d, cfg)
   p['pre_ffw_norm'] = _norm(d, cfg)
   if cfg.is_moe:
     e, hx = cfg.num_experts, cfg.expert_dim
-    p['mlp'] = {'router_logits': {'w': ParamSpec((d, e), 'normal', (0,))},
-                'gating_einsum': {'w': ParamSpec((e, 2, hx, d), 'normal', (3,))},
-                'linear': {'w': ParamSpec((e, hx, d), 'normal', (1,))},
-                'per_expert_scale': ParamSpec((e,), 'ones'),
-                'router_scale': ParamSpec((d,), 'ones')}
+    # The router stays whole (every device picks the same experts for a token); the
+    # experts split over 'experts', each expert's hidden units over 'mlp'.
+    p['mlp'] = {'router_logits': {'w': ParamSpec((d, e), 'normal', (0,), ('embed', None))},
+                'gating_einsum': {'w': ParamSpec((e, 2, hx, d), 'normal', (3,),
+                                                 ('experts', None, 'mlp', 'embed'))},
+                'linear': {'w': ParamSpec((e, hx, d), 'normal', (1,), ('experts', 'mlp', 'embed'))},
+                'per_expert_scale': ParamSpec((e,), 'ones', axes=(None,)),
+                'router_scale': ParamSpec((d,), 'ones', axes=(None,))}
     p['pre_ffw2_norm'] = _norm(d)
     p['mlp2'] = _dense_mlp(d, cfg.hidden_dim)
     if cfg.use_post_ffw_norm:
@@ -76,8 +84,8 @@ def _layer(cfg: TransformerConfig, i: int) -> dict:
     p['post_ffw_norm'] = _norm(d, cfg)
   if cfg.per_layer_input_dim:
     pd = cfg.per_layer_input_dim
-    p['per_layer_input_gate'] = {'w': ParamSpec((d, pd), 'normal', (0,))}
-    p['per_layer_projection'] = {'w': ParamSpec((pd, d), 'normal', (0,))}
+    p['per_layer_input_gate'] = {'w': ParamSpec((d, pd), 'normal', (0,), ('embed', None))}
+    p['per_layer_projection'] = {'w': ParamSpec((pd, d), 'normal', (0,), (None, 'embed'))}
     p['post_per_layer_input_norm'] = _norm(d)
   return p
 
@@ -85,11 +93,12 @@ def _layer(cfg: TransformerConfig, i: int) -> dict:
 def param_specs(cfg: TransformerConfig) -> dict:
   """The official text-decoder parameter tree of `cfg`, with a ParamSpec per leaf."""
   d, v = cfg.embed_dim, cfg.vocab_size
-  embedder = {'input_embedding': ParamSpec((v, d), 'embed')}
+  embedder = {'input_embedding': ParamSpec((v, d), 'embed', axes=('vocab', 'embed'))}
   if cfg.per_layer_input_dim:
     l, pd = cfg.num_layers, cfg.per_layer_input_dim
-    embedder['per_layer_embeddings'] = ParamSpec((v, l, pd), 'embed')
-    embedder['per_layer_model_projection'] = {'w': ParamSpec((d, l, pd), 'normal', (0,))}
+    embedder['per_layer_embeddings'] = ParamSpec((v, l, pd), 'embed', axes=('vocab', None, None))
+    embedder['per_layer_model_projection'] = {'w': ParamSpec((d, l, pd), 'normal', (0,),
+                                                             ('embed', None, None))}
     embedder['per_layer_projection_norm'] = _norm(pd)
   tree = {'embedder': embedder}
   for i in range(cfg.num_layers):

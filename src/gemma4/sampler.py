@@ -11,7 +11,7 @@ import functools
 import os
 import random as _random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -28,6 +28,7 @@ from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
+from gemma4.sharding import Sharder
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
 from gemma4.transformer import forward
 
@@ -206,6 +207,12 @@ class _Loop:
   sampling: Any
   end_tokens: tuple[int, ...]
   forbidden_tokens: tuple[int, ...]
+  sharder: Sharder | None = None  # the mesh and rules, when decoding on a mesh
+
+  def placed(self, cache: KVCache) -> KVCache:
+    """The cache a program returns, laid out on the mesh as the rules say (so that a
+    donated cache comes back where it went in); as it is without a mesh."""
+    return cache if self.sharder is None else self.sharder.constrain_cache(cache)
 
   def pick(self, logits: jax.Array, state: SamplingState, active: jax.Array,
            allowed: jax.Array | None = None) -> SamplingState:
@@ -249,7 +256,7 @@ class _Loop:
     active = ~state.done
     logits, cache = forward(params, self.cfg, state.last_token[:, None],
                             valid=active[:, None], cache=state.cache, last_only=True)
-    return self.pick(logits, dataclasses.replace(state, cache=cache), active, allowed)
+    return self.pick(logits, dataclasses.replace(state, cache=self.placed(cache)), active, allowed)
 
   def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros, allowed=None,
             penalties=None) -> SamplingState:
@@ -275,7 +282,7 @@ class _Loop:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
-    return self.start(logits, cache, rng, out_zeros, allowed, penalties)
+    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties)
 
   # Given a cache the caller does not hold (a new one), the prompt is written into it in
   # place; a last_state's cache is kept as it is.
@@ -292,7 +299,7 @@ class _Loop:
     last prompt token (is_last [B]) is in this chunk replace those carried in."""
     new, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                          valid=valid, cache=cache, last_only=True)
-    return jnp.where(is_last[:, None], new, logits), cache
+    return jnp.where(is_last[:, None], new, logits), self.placed(cache)
 
   # The first chunk must not take over a cache the caller still holds (a last_state).
   chunk_keep = functools.partial(_jit, static_argnums=0)(chunk)
@@ -415,6 +422,8 @@ class Gemma4Sampler:
   pooling_kernel_size: int = 3
   audio_sample_rate: int = 16000
   audio_seq_length: int = 750
+  mesh: jax.sharding.Mesh | None = None
+  sharding_rules: Mapping[str, str | None] | None = None
 
   def __post_init__(self):
     if not isinstance(self.model, Model):
@@ -449,6 +458,16 @@ class Gemma4Sampler:
     object.__setattr__(self, '_buckets', _buckets(self.pad_length))
     object.__setattr__(self, 'params', unwrap(self.params))
     self.model.check_params(self.params)
+    if self.mesh is None and self.sharding_rules is not None:
+      raise ValueError('sharding_rules are given without a mesh: pass mesh= (e.g. '
+                       'gemma4.sharding.make_mesh(tensor=8)) or leave sharding_rules None')
+    if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
+      raise TypeError(f'mesh must be a jax.sharding.Mesh of devices (gemma4.sharding.'
+                      f'make_mesh makes one), got {type(self.mesh).__name__}')
+    sharder = None if self.mesh is None else Sharder.of(self.mesh, self.sharding_rules)
+    object.__setattr__(self, '_sharder', sharder)
+    if sharder is not None:  # the parameters go where the rules say (kept if already there)
+      object.__setattr__(self, 'params', sharder.put_params(self.model.param_specs(), self.params))
     if jax.default_backend() == 'cpu' and quant.describe(self.params) == 'bfloat16':
       warnings.warn('bfloat16 weights on a CPU: XLA CPU converts every weight to float32 on '
                     'every decode step, many times slower than int8 or float32 weights; load '
@@ -470,7 +489,8 @@ class Gemma4Sampler:
     return self._forbidden
 
   def _loop(self, sampling) -> _Loop:
-    return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden)
+    return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden,
+                 self._sharder)
 
   def _prepare(self, prompt, images, audio, audio_lengths, max_new_tokens, last_state,
                sharding, rng, max_soft_tokens=None, sampling=None, return_state=False):
@@ -522,6 +542,10 @@ class Gemma4Sampler:
     for i, row in enumerate(ids):
       tokens[i, :len(row)] = row
     valid = np.arange(length)[None] < np.array([len(t) for t in ids])[:, None]
+    if sharding is not None:
+      self._check_sharding(sharding, tokens.shape)
+    elif self._sharder is not None:
+      sharding = self._sharder.batch(tokens.shape)
     tokens, valid = jnp.asarray(tokens), jnp.asarray(valid)
     if sharding is not None:
       tokens, valid = jax.device_put(tokens, sharding), jax.device_put(valid, sharding)
@@ -530,9 +554,24 @@ class Gemma4Sampler:
     else:
       dtype = quant.compute_dtype(self.params)
       cache = init_cache(self.model.config, len(ids), self.cache_length, dtype)
+      if self._sharder is not None:
+        cache = self._sharder.put_cache(cache)
     soft, audio_soft = self._soft_tokens(pictures, clips, budget, length)
     return (batched, tokens, valid, cache, key, max_new_tokens or self.max_out_length,
             (soft, audio_soft))
+
+  def _check_sharding(self, sharding, shape) -> None:
+    """`sharding=` (the prompt batch's placement) must split the [B, T] prompt tokens
+    evenly and, with a mesh, lie on the mesh's devices."""
+    try:
+      sharding.shard_shape(shape)
+    except ValueError as e:
+      raise ValueError(f'sharding={sharding} cannot place the prompt batch of {shape[0]} '
+                       f'rows (tokens {tuple(shape)}): {e}') from None
+    if self.mesh is not None and sharding.device_set != set(self.mesh.devices.flat):
+      raise ValueError(f'sharding={sharding} places the prompt batch on '
+                       f'{len(sharding.device_set)} devices other than the sampler mesh\'s '
+                       f'{self.mesh.devices.size} ({dict(self.mesh.shape)})')
 
   def _expand_media(self, ids, images, audio, audio_lengths, budget):
     """Checks each prompt's media (not yet resized or resampled) and expands its

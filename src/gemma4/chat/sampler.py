@@ -74,6 +74,8 @@ class ChatSampler:
   pooling_kernel_size: int = 3
   audio_sample_rate: int = 16000
   audio_seq_length: int = 750
+  mesh: Any = None
+  sharding_rules: Mapping[str, str | None] | None = None
   system: str | None = None
   think: bool = False
   thinking_budget: int | None = None
