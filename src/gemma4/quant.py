@@ -295,3 +295,24 @@ def compute_dtype(params: Mapping[str, Any]):
 
 def _has_quantized(params) -> bool:
   return any(is_quantized(x) for x in jax.tree.leaves(params, is_leaf=is_quantized))
+
+
+def abstract(w: jax.ShapeDtypeStruct, layout: Layout) -> QTensor:
+  """The QTensor `quantize` would make of a weight of w's shape, as ShapeDtypeStructs
+  (for planning memory without the weight)."""
+  shape = tuple(w.shape)
+  out = tuple(shape[a] for a in layout.perm[:layout.n_out])
+  k = int(np.prod([shape[a] for a in layout.perm[layout.n_out:]]))
+  c = chunks(k)
+  return QTensor(jax.ShapeDtypeStruct((c, *out, k // c), jnp.int8),
+                 jax.ShapeDtypeStruct(out, jnp.float32), shape, layout)
+
+
+def abstract_params(shapes: Mapping[str, Any]) -> dict:
+  """`quantize_params` on a tree of ShapeDtypeStructs: the int8 tree's shapes."""
+  def walk(node, prefix):
+    if isinstance(node, Mapping):
+      return {k: walk(v, f'{prefix}/{k}' if prefix else str(k)) for k, v in node.items()}
+    layout = layout_for(prefix)
+    return abstract(node, layout) if layout is not None else node
+  return walk(shapes, '')

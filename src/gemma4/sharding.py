@@ -115,8 +115,9 @@ def partition(axes: tuple[str | None, ...] | None, shape: tuple[int, ...], mesh:
 
 def _qtensor_specs(axes, q: quant.QTensor, mesh, table, path) -> tuple[Any, list[str]]:
   """The specs of an int8 weight's values [C, *out, Kc] and scale [*out]: the output axes
-  as in the official weight; the contracted axes split only where they are one chunk
-  (C == 1) and the first of them is split by the rules."""
+  as in the official weight; where the rules split the first contracted axis, each
+  chunk's Kc columns split over that mesh axis (every device then holds a slice of
+  every chunk and the product's partial sums are added across devices)."""
   perm, n_out = q.layout.perm, q.layout.n_out
   out_axes = tuple(axes[a] for a in perm[:n_out])
   out_spec, notes = partition(out_axes, q.out_shape, mesh, table, path)
@@ -126,8 +127,9 @@ def _qtensor_specs(axes, q: quant.QTensor, mesh, table, path) -> tuple[Any, list
   k_target = table.get(first) if first is not None else None
   if k_target is not None and (mesh.shape[k_target] == 1 or k_target in out_spec):
     k_target = None
-  if k_target is not None and (c != 1 or q.shape[perm[n_out]] % mesh.shape[k_target]):
-    notes.append(f'{path}: int8 contracted axis {first} kept whole ({c} chunks of {kc})')
+  if k_target is not None and (kc % mesh.shape[k_target] or q.shape[perm[n_out]] % mesh.shape[k_target]):
+    notes.append(f'{path}: int8 contracted axis {first} kept whole ({c} chunks of {kc}, '
+                 f'{k_target!r} has {mesh.shape[k_target]} devices)')
     k_target = None
   values = PartitionSpec(None, *out_spec, k_target)
   return (quant.QTensor(NamedSharding(mesh, values), NamedSharding(mesh, PartitionSpec(*out_spec)),

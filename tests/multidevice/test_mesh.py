@@ -20,8 +20,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import gemma4
-from gemma4 import models, quant, sharding
+from gemma4 import memory, models, quant, sharding
 from gemma4.models import Model
+from gemma4.transformer import forward
 from tests import tokenizer_util
 
 PROMPTS = ['The cat sat on', 'Hello world, this is a longer prompt']
@@ -186,3 +187,53 @@ def test_plan_notes_each_axis_kept_whole():
   notes = sharding.plan(model.param_specs(), model.eval_shape(), sharding.make_mesh(tensor=8)).notes
   assert "layer_0/attn/kv_einsum/w: kv_heads (1) kept whole, 'tensor' has 8 devices" in notes
   assert all('kv_heads' in n for n in notes), notes
+
+
+def _device0_bytes(tree) -> int:
+  return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize('preset,weights,mesh_name', [
+    ('E4B', 'float32', '2x4'), ('E2B', 'int8', '1x8'), ('26B_A4B', 'float32', 'experts8'),
+    ('31B', 'int8', '2x4')])
+def test_memory_plan_equals_the_bytes_device_0_holds(preset, weights, mesh_name, tok):
+  """memory.plan's parameter and KV cache bytes per device == the bytes of device 0's
+  shards in a real sampler on that mesh, exactly."""
+  model, params, _ = reference(preset, tok)
+  if weights == 'int8':
+    params = quant.quantize_params(params)
+  mesh = sharding.make_mesh(**MESHES[mesh_name])
+  s = gemma4.Gemma4Sampler(model=model, params=params, tokenizer=tok, mesh=mesh, **SETTINGS)
+  cache = s.sample(PROMPTS, max_new_tokens=2, return_state=True).state.cache
+  want = memory.plan(model, mesh, dtype='float32', quantize=None if weights == 'float32' else weights,
+                     cache_length=SETTINGS['cache_length'], batch_size=len(PROMPTS))
+  assert want.params == _device0_bytes(s.params)
+  assert want.kv_cache == _device0_bytes(cache)
+
+
+@pytest.mark.parametrize('preset,mesh_name', [
+    ('E2B', '2x4'), ('26B_A4B', '2x4'), ('26B_A4B', 'experts8'), ('31B', '1x8')])
+def test_activation_estimate_covers_what_xla_allocates_for_a_prefill_chunk(preset, mesh_name):
+  """XLA's temporary bytes for one compiled prefill chunk (2 rows x 64 tokens into a
+  256-token cache, float32, sharded) <= memory.plan's activations <= 3x them."""
+  model = wide(preset)
+  mesh = sharding.make_mesh(**MESHES[mesh_name])
+  sharder = sharding.Sharder.of(mesh)
+  b, t, length = 2, 64, 256
+
+  def placed(tree, shardings):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, shardings)
+
+  shapes = model.eval_shape()
+  params = placed(shapes, sharder.plan(model.param_specs(), shapes).shardings)
+  cache = jax.eval_shape(lambda: model.init_cache(b, length, jnp.float32))
+  cache = placed(cache, sharder.cache_shardings(cache))
+  rows = jax.ShapeDtypeStruct((b, t), jnp.int32, sharding=sharder.batch((b, t)))
+  valid = jax.ShapeDtypeStruct((b, t), jnp.bool_, sharding=sharder.batch((b, t)))
+  chunk = jax.jit(lambda p, x, v, c: forward(p, model.config, x, valid=v, cache=c, last_only=True),
+                  donate_argnums=3)
+  temp = chunk.lower(params, rows, valid, cache).compile().memory_analysis().temp_size_in_bytes
+  estimate = memory.plan(model, mesh, dtype='float32', cache_length=length, batch_size=b,
+                         chunk=t).activations
+  assert temp <= estimate <= 3 * temp, (temp, estimate)
