@@ -28,7 +28,7 @@ from gemma4.kv_cache import KVCache, init_cache
 from gemma4.models import Model
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
-from gemma4.sharding import Sharder
+from gemma4.sharding import Sharder, to_host
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
 from gemma4.transformer import forward
 
@@ -81,18 +81,18 @@ class SamplerOutput:
   @property
   def tokens(self) -> np.ndarray:
     """Sampled ids [B, max_out_length] ([max_out_length] for a str prompt), 0-padded."""
-    return self._unbatch(np.asarray(self.state.predicted_tokens))
+    return self._unbatch(to_host(self.state.predicted_tokens))
 
   @property
   def logprobs(self) -> np.ndarray:
     """Log-probability of each token in `tokens` (0 where the token is padding)."""
-    return self._unbatch(np.asarray(self.state.logprobs))
+    return self._unbatch(to_host(self.state.logprobs))
 
   @property
   def stopped_by_cache(self) -> bool:
     """True when decoding ended because the cache was full, not by an end token or
     max_new_tokens: the text may be cut short."""
-    return bool(self.state.cache_full)
+    return bool(to_host(self.state.cache_full))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -530,7 +530,7 @@ class Gemma4Sampler:
     if any(not t for t in ids):
       raise ValueError('a prompt encodes to no tokens: expected at least one token per prompt')
     ids, pictures, clips = self._expand_media(ids, images, audio, audio_lengths, budget)
-    before = np.zeros(len(ids), np.int64) if last_state is None else np.asarray(last_state.cache.next_pos)
+    before = np.zeros(len(ids), np.int64) if last_state is None else to_host(last_state.cache.next_pos)
     need = before + np.array([len(t) for t in ids])
     if need.max() > self.cache_length:
       row = int(need.argmax())
@@ -658,9 +658,9 @@ class Gemma4Sampler:
     embeds = vision_mask = None
     if soft[0] is not None or soft[1] is not None:
       embeds, vision_mask = loop.embed(self.params, tokens, *soft)
-    whole = (image_spans(np.asarray(tokens))
+    whole = (image_spans(to_host(tokens))
              if self.model.config.bidirectional_vision and soft[0] is not None else [])
-    lengths = np.asarray(valid).sum(axis=1)
+    lengths = to_host(valid).sum(axis=1)
     logits = jnp.zeros((tokens.shape[0], self.model.config.vocab_size), jnp.float32)
     chunk = min(tokens.shape[1], PREFILL_CHUNK)  # a short prompt goes in one pass
     for a, b in chunk_bounds(tokens.shape[1], chunk, whole):
@@ -718,7 +718,7 @@ class Gemma4Sampler:
     return functools.partial(_sampling.penalties, values, vocab_size=vocab)
 
   def _decode_texts(self, state: SamplingState) -> list[str]:
-    return [self.tokenizer.decode(row) for row in np.asarray(state.predicted_tokens)]
+    return [self.tokenizer.decode(row) for row in to_host(state.predicted_tokens)]
 
   def sample(self, prompt: str | Sequence[str], *, images=None, audio=None,
              audio_lengths=None, max_new_tokens: int | None = None, sampling=None,
@@ -925,7 +925,7 @@ class TokenStream:
 
   def _run(self, state):
     loop, params, n = self._loop, self._params, self._n
-    token = int(state.last_token[0])  # the first token, sampled from the prompt
+    token = int(to_host(state.last_token)[0])  # the first token, sampled from the prompt
     ids = [token]
     try:
       if self._mask is None:
@@ -935,7 +935,8 @@ class TokenStream:
           yield int(token)
           state, going, token = pending
           pending = loop.stream_step(params, state, n)
-          if not bool(going):  # the while_loop's own condition, before that step
+          going, token = bool(to_host(going)), int(to_host(token))
+          if not going:  # the while_loop's own condition, before that step
             break
         state = pending[0]
       else:
@@ -945,7 +946,8 @@ class TokenStream:
           if int(token) in loop.end_tokens or len(ids) >= int(n):
             break  # done: the hook is not asked for a token that will not come
           state, going, token = loop.stream_step(params, state, n, self._mask(ids))
-          if not bool(going):
+          going, token = bool(to_host(going)), int(to_host(token))
+          if not going:
             break
           ids.append(int(token))
     finally:  # also when the caller stops early (close): the state it has is valid

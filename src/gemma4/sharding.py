@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
 from gemma4 import quant
@@ -214,3 +215,11 @@ class Sharder:
     """Rows of a [B, ...] array split over the batch rule's axis (whole if it does not
     divide B)."""
     return self.named(('batch',) + (None,) * (len(shape) - 1), shape)
+
+
+def to_host(x) -> np.ndarray:
+  """A jax array's global value as NumPy, also when its shards lie on other processes'
+  devices (a multi-process mesh: every process must call this, in the same order)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)

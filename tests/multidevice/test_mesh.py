@@ -1,17 +1,13 @@
 """The sampler on a mesh of 8 simulated CPU devices equals the sampler on one device.
 
-Models: each preset's tiny config (E2B, E4B, 26B-A4B, 31B) widened to 8 query heads (and
-8 experts for 26B-A4B) so that a 8-way or 4-way 'tensor' axis really splits heads and a
-8-way 'expert' axis really splits experts; their 1-2 KV heads stay whole, as the default
-rules say. Meshes: 1x8 and 2x4 (data x tensor), and 8 experts-wide for the MoE.
+Models: each preset's tiny config (E2B, E4B, 26B-A4B, 31B) widened (tests/multidevice/
+cases.py); their 1-2 KV heads stay whole, as the default rules say. Meshes: 1x8 and 2x4 (data x tensor), and 8 experts-wide for the MoE.
 
 Bounds: greedy tokens identical; logits of every position of prompt + output within
 1e-5 relative to the logits' scale (max |a - b| <= 1e-5 * max |a|; float32, the reductions
 split over devices add in another order)."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -20,27 +16,19 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import gemma4
-from gemma4 import memory, models, quant, sharding
-from gemma4.models import Model
+from gemma4 import memory, quant, sharding
 from gemma4.transformer import forward
 from tests import tokenizer_util
+from tests.multidevice.cases import CHAT_SETTINGS, PROMPTS, SETTINGS, TURNS, wide
 
-PROMPTS = ['The cat sat on', 'Hello world, this is a longer prompt']
 MESHES = {'1x8': dict(tensor=8), '2x4': dict(data=2, tensor=4), 'experts8': dict(expert=8)}
 CASES = [(p, m) for p in ('E2B', 'E4B', '31B') for m in ('1x8', '2x4')] + [
     ('26B_A4B', m) for m in ('1x8', '2x4', 'experts8')]
-SETTINGS = dict(cache_length=96, max_out_length=8, pad_length=(32, 64))
 
 
 @pytest.fixture(scope='module')
 def tok(tmp_path_factory):
   return gemma4.Gemma4Tokenizer(tokenizer_util.build(tmp_path_factory.mktemp('tok') / 't.model'))
-
-
-def wide(preset: str, text_only: bool = True) -> Model:
-  base = models.tiny(preset, text_only=text_only)
-  more = {'num_experts': 8} if base.config.is_moe else {}
-  return dataclasses.replace(base, config=dataclasses.replace(base.config, num_heads=8, **more))
 
 
 _REF: dict = {}
@@ -150,12 +138,11 @@ def test_images_and_audio_on_a_mesh_give_the_one_device_tokens(tok):
 
 def test_three_turn_chat_on_a_mesh_equals_one_device(tok):
   model, params, _ = reference('31B', tok)
-  turns = ['Hello there', 'Tell me more', 'And then?']
 
   def run(**kw):
     chat = gemma4.ChatSampler(model=model, params=params, tokenizer=tok, multi_turn=True,
-                              cache_length=256, max_out_length=6, pad_length=(32, 64), **kw)
-    return [str(chat.chat(t, max_new_tokens=6)) for t in turns]
+                              **CHAT_SETTINGS, **kw)
+    return [str(chat.chat(t, max_new_tokens=6)) for t in TURNS]
 
   assert run(mesh=sharding.make_mesh(data=2, tensor=4)) == run()
 

@@ -26,6 +26,7 @@ from gemma4.chat import turns as _turns
 from gemma4.chat.reply import Piece
 from gemma4.chat.turns import Turn
 from gemma4.sampler import Gemma4Sampler, SamplingState, StopText, check_stop
+from gemma4.sharding import to_host
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed as the str it is
@@ -405,7 +406,7 @@ def _intersect(mask, theirs, vocab_size: int):
 
 
 def _stop_reason(tokenizer, last, end_tokens, state) -> str:
-  if bool(state.cache_full):
+  if bool(to_host(state.cache_full)):  # also on a mesh spanning processes
     return 'cache_full'
   if last is None or last not in end_tokens:
     return 'max_new_tokens'
