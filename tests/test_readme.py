@@ -142,13 +142,25 @@ def check_serve(ns, values, stdout, loaded):
     raise AssertionError(f'the README server on port {ns["port"]} did not stop within 60 s')
 
 
+def check_scale(ns, values, stdout, loaded):
+  """The Scale section's sampler runs on its mesh, its plan notes the KV heads kept
+  whole, and the memory table in the README is memory.table()'s output."""
+  texts, notes, plan = values
+  assert isinstance(texts, list) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
+  assert ns['s'].params['layer_0']['attn']['q_einsum']['w'].sharding.mesh == ns['mesh']
+  assert isinstance(notes, tuple) and (ns['mesh'].size == 1 or notes)
+  assert isinstance(plan, gemma4.memory.MemoryPlan) and 2 ** 30 < plan.total < 2 ** 36
+  assert gemma4.memory.table() in readme_util.README.read_text()
+
+
 def chat_output():
   return gemma4.chat.ChatOutput
 
 
 CHECKS = {'Checkpoints': check_checkpoints, 'Sampling': check_sampling,
           'Conversations': check_conversations, 'Serve': check_serve,
-          'Images': check_images, 'Audio': check_audio, 'Using the decoder': check_decoder}
+          'Images': check_images, 'Audio': check_audio, 'Using the decoder': check_decoder,
+          'Scale': check_scale}
 
 
 def test_readme_sections_with_python_blocks():

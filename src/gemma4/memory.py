@@ -140,3 +140,26 @@ def activation_bytes(model: Model, sharder: Sharder, batch_size: int, chunk: int
   stream = (6 if cfg.is_moe else 4) * b * t * cfg.embed_dim * f32  # MoE: both branches' outputs
   logits = b * split('vocab', cfg.vocab_size) * f32
   return stream + worst + mlp + logits + dequantized
+
+
+def table(presets=('31B', '26B_A4B'), devices=(8, 16), lengths=(4096, 32768, 131072)) -> str:
+  """The README's memory table (markdown): GiB per device for each preset on a mesh of
+  `devices` tensor-parallel devices (default rules), bf16 and int8 weights, batch 1,
+  KV cache at each of `lengths`, activations of a 1024-token prefill chunk at the
+  longest."""
+  from gemma4.models import get_model
+  gib = 2.0 ** 30
+  head = (['model', 'devices', 'weights', 'params'] + [f'KV {n // 1024}k' for n in lengths]
+          + [f'activations ({lengths[-1] // 1024}k)', f'total ({lengths[-1] // 1024}k)'])
+  rows = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name in presets:
+    model = get_model(name)
+    for n in devices:
+      mesh = AbstractMesh((1, 1, n), ('data', 'expert', 'tensor'))
+      for quantize in (None, 'int8'):
+        plans = [plan(model, mesh, quantize=quantize, cache_length=length) for length in lengths]
+        cells = [model.name, str(n), quantize or 'bfloat16', f'{plans[0].params / gib:.2f}']
+        cells += [f'{p.kv_cache / gib:.2f}' for p in plans]
+        cells += [f'{plans[-1].activations / gib:.2f}', f'{plans[-1].total / gib:.2f}']
+        rows.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(rows)

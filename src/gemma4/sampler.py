@@ -405,7 +405,9 @@ class Gemma4Sampler:
   Beyond the official sampler: `stream` yields text while decoding; the KV cache keeps
   a window per local layer; a prompt that cannot fit raises before any compute and
   an output cut short by a full cache says so (`stopped_by_cache`); outputs carry
-  per-token log-probabilities.
+  per-token log-probabilities; `mesh` (a jax.sharding.Mesh, gemma4.sharding.make_mesh)
+  places the parameters, KV cache and batch on its devices by `sharding_rules`
+  (gemma4.sharding.DEFAULT_RULES updated by the entries given).
   """
 
   model: Model

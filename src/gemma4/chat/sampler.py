@@ -55,7 +55,8 @@ class ChatSampler:
   the thought channel, after which it is closed and the answer begins), `tools` (Python
   functions, JSON schemas or gemma4.chat.Tool, declared in the system turn), and
   `constrain_tool_calls` (a call the model opens is held to a declared tool's name and
-  parameters schema, token by token; gemma4.chat.grammar.tool_call_grammar).
+  parameters schema, token by token; gemma4.chat.grammar.tool_call_grammar), and
+  `mesh` / `sharding_rules` (the conversation on a device mesh, as Gemma4Sampler).
   `chat()` returns a ChatOutput: a str (the answer) with `.thoughts`, `.tool_calls`.
   """
 
