@@ -146,12 +146,18 @@ def quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize(w, layout: Layout) -> QTensor:
   """An official-layout weight (NumPy or jax, any float dtype) as a QTensor."""
-  shape = tuple(np.shape(w))
+  values, scale = quantize_host(w, layout)
+  return QTensor(jax.device_put(values), jax.device_put(scale), tuple(np.shape(w)), layout)
+
+
+def quantize_host(w, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+  """`quantize` on the host: the stored values [C, *out, K / C] int8 (contiguous) and
+  scale [*out] float32, as NumPy arrays."""
   w = np.transpose(np.asarray(w, np.float32), layout.perm)
   out = w.shape[:layout.n_out]
   k = int(np.prod(w.shape[layout.n_out:]))
   values, scale = quantize_rows(w.reshape(*out, k))
-  return from_rows(values, scale, shape, layout)
+  return np.ascontiguousarray(to_chunks(values)), np.asarray(scale, np.float32)
 
 
 def from_rows(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...],

@@ -460,13 +460,7 @@ class Gemma4Sampler:
     object.__setattr__(self, '_buckets', _buckets(self.pad_length))
     object.__setattr__(self, 'params', unwrap(self.params))
     self.model.check_params(self.params)
-    if self.mesh is None and self.sharding_rules is not None:
-      raise ValueError('sharding_rules are given without a mesh: pass mesh= (e.g. '
-                       'gemma4.sharding.make_mesh(tensor=8)) or leave sharding_rules None')
-    if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
-      raise TypeError(f'mesh must be a jax.sharding.Mesh of devices (gemma4.sharding.'
-                      f'make_mesh makes one), got {type(self.mesh).__name__}')
-    sharder = None if self.mesh is None else Sharder.of(self.mesh, self.sharding_rules)
+    sharder = Sharder.checked(self.mesh, self.sharding_rules)
     object.__setattr__(self, '_sharder', sharder)
     if sharder is not None:  # the parameters go where the rules say (kept if already there)
       object.__setattr__(self, 'params', sharder.put_params(self.model.param_specs(), self.params))

@@ -158,13 +158,18 @@ def plan(specs: Mapping[str, Any], params: Mapping[str, Any], mesh: Mesh,
     spec: ParamSpec | None = flat_specs.get(path)
     if spec is None:
       raise ValueError(f'parameter {path!r} is not in the model (check the tree first)')
-    if quant.is_quantized(leaf):
-      out[path], n = _qtensor_specs(spec.axes or (None,) * len(spec.shape), leaf, mesh, table, path)
-    else:
-      p, n = partition(spec.axes, tuple(spec.shape), mesh, table, path)
-      out[path] = NamedSharding(mesh, p)
+    out[path], n = leaf_sharding(path, spec, leaf, mesh, table)
     notes += n
   return Plan(unflatten(out), tuple(notes))
+
+
+def leaf_sharding(path: str, spec: ParamSpec, leaf, mesh, table) -> tuple[Any, list[str]]:
+  """The placement of one parameter (`leaf`: an array, ShapeDtypeStruct or QTensor of
+  either) whose spec is `spec`, and the notes on its axes kept whole."""
+  if quant.is_quantized(leaf):
+    return _qtensor_specs(spec.axes or (None,) * len(spec.shape), leaf, mesh, table, path)
+  p, notes = partition(spec.axes, tuple(spec.shape), mesh, table, path)
+  return NamedSharding(mesh, p), notes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,12 +183,30 @@ class Sharder:
   def of(cls, mesh: Mesh, rules: Mapping[str, Any] | None = None) -> 'Sharder':
     return cls(mesh, tuple(sorted(check_rules(rules, mesh).items())))
 
+  @classmethod
+  def checked(cls, mesh: Any, rules: Mapping[str, Any] | None = None) -> 'Sharder | None':
+    """The Sharder of a user's `mesh=` and `sharding_rules=` arguments (None without a
+    mesh), each checked: a Mesh of devices, rules only with a mesh."""
+    if mesh is None:
+      if rules is not None:
+        raise ValueError('sharding_rules are given without a mesh: pass mesh= (e.g. '
+                         'gemma4.sharding.make_mesh(tensor=8)) or leave sharding_rules None')
+      return None
+    if not isinstance(mesh, Mesh):
+      raise TypeError(f'mesh must be a jax.sharding.Mesh of devices (gemma4.sharding.'
+                      f'make_mesh makes one), got {type(mesh).__name__}')
+    return cls.of(mesh, rules)
+
   @property
   def table(self) -> dict[str, str | None]:
     return dict(self.rules)
 
   def plan(self, specs, params) -> Plan:
     return plan(specs, params, self.mesh, self.table)
+
+  def leaf(self, path: str, spec: ParamSpec, leaf) -> Any:
+    """The placement of one parameter (see `leaf_sharding`)."""
+    return leaf_sharding(path, spec, leaf, self.mesh, self.table)[0]
 
   def put_params(self, specs, params) -> Any:
     """`params` placed on the mesh (a no-op for leaves already where the plan says)."""

@@ -12,6 +12,7 @@ from gemma4.models import Model
 
 PROMPTS = ['The cat sat on', 'Hello world, this is a longer prompt']
 TURNS = ['Hello there', 'Tell me more', 'And then?']
+GGUF_PROMPTS = ['ab', 'cde']  # in the tiny GGUF file's vocabulary (tests/readme_util.py)
 SETTINGS = dict(cache_length=96, max_out_length=8, pad_length=(32, 64))
 CHAT_SETTINGS = dict(cache_length=256, max_out_length=6, pad_length=(32, 64))
 

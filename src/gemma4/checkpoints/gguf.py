@@ -445,7 +445,7 @@ def load_tokenizer(path) -> Gemma4Tokenizer:
 
 
 def load(path, model=None, dtype=None, progress: bool | None = None,
-         quantize: str | None = None):
+         quantize: str | None = None, sharder=None):
   """(model, params, tokenizer) from a GGUF file; see `gemma4.load_checkpoint`."""
   reader = open_reader(path)
   meta = metadata(reader)
@@ -466,5 +466,6 @@ def load(path, model=None, dtype=None, progress: bool | None = None,
   params = plan.fill(GGUFTensors(reader), keymap.gguf_text_pieces(cfg), plan.target_shapes(model.param_specs()),
                         model.dtype, dropped=dropped, unused=keymap.unused_params(cfg),
                         what=f'GGUF file {os.path.basename(os.fspath(path))}',
-                        progress=progress, quantize=quantize)
+                        progress=progress, quantize=quantize,
+                        sharder=sharder, specs=model.param_specs())
   return model, params, tokenizer

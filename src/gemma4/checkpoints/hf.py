@@ -292,7 +292,7 @@ def load_tokenizer(path: str, family: str) -> Gemma4Tokenizer | None:
 
 
 def load(path, model=None, dtype=None, progress: bool | None = None,
-         quantize: str | None = None):
+         quantize: str | None = None, sharder=None):
   """(model, params, tokenizer) from a HF directory; see `gemma4.load_checkpoint`."""
   path = os.fspath(path)
   cfg = config_from_hf(read_config(path), os.path.join(path, 'config.json'))
@@ -334,5 +334,6 @@ def load(path, model=None, dtype=None, progress: bool | None = None,
     dropped['lm_head.weight'] = 'tied to the embedding'
   params = plan.fill(reader, pieces, plan.target_shapes(model.param_specs()),
                         model.dtype, dropped=dropped, unused=keymap.unused_params(cfg),
-                        what=f'checkpoint {path}', progress=progress, quantize=quantize)
+                        what=f'checkpoint {path}', progress=progress, quantize=quantize,
+                        sharder=sharder, specs=model.param_specs())
   return model, params, load_tokenizer(path, cfg.family)

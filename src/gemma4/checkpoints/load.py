@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 from gemma4 import quant
 from gemma4.models import Model
+from gemma4.sharding import Sharder
 from gemma4.tokenizer import Gemma4Tokenizer
 
 _ORBAX_MARKERS = ('_METADATA', '_CHECKPOINT_METADATA', 'manifest.ocdbt', 'checkpoint')
@@ -66,7 +67,8 @@ def check_dtype(dtype: Any) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtype: Any = None,
-                    quantize: str | None = 'auto', progress: bool | None = None) -> Checkpoint:
+                    quantize: str | None = 'auto', progress: bool | None = None,
+                    mesh: Any = None, sharding_rules: Any = None) -> Checkpoint:
   """The model, its parameters in the official tree, and the tokenizer of a checkpoint.
 
   path: an official Orbax checkpoint directory (name the model: `model=Gemma4_E2B()`),
@@ -84,6 +86,10 @@ def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtyp
     None for float weights in `dtype` (the official tree exactly). The vision and audio
     encoders, norms and the MoE router always stay in float.
   progress: a progress line on stderr (default: when stderr is a terminal).
+  mesh, sharding_rules: a jax.sharding.Mesh (gemma4.sharding.make_mesh) and rules (as
+    Gemma4Sampler takes them): each parameter is read into its shards on the mesh, one
+    tensor at a time on the host, and tables split along their rows are read only in
+    the rows this process's devices hold; no process ever holds the whole model.
   A checkpoint that does not fit raises CheckpointError listing every missing, unused or
   misshaped tensor before any weight is read.
   """
@@ -92,12 +98,14 @@ def load_checkpoint(path: str | os.PathLike, model: Model | None = None, *, dtyp
   if model is not None and not isinstance(model, Model):
     raise TypeError(f'model must be a gemma4 Model (e.g. gemma4.models.Gemma4_E2B()) or None, '
                     f'got {type(model).__name__} {model!r}')
+  sharder = Sharder.checked(mesh, sharding_rules)
   kind = layout(path)
   if kind == 'gguf':
     from gemma4.checkpoints import gguf
-    return Checkpoint(*gguf.load(path, model, dtype, progress, quantize))
+    return Checkpoint(*gguf.load(path, model, dtype, progress, quantize, sharder))
   if kind == 'hf':
     from gemma4.checkpoints import hf
-    return Checkpoint(*hf.load(path, model, dtype, progress, quantize))
+    return Checkpoint(*hf.load(path, model, dtype, progress, quantize, sharder))
   from gemma4.checkpoints import orbax  # needs orbax-checkpoint, imported only here
-  return Checkpoint(*orbax.load(path, model, dtype, progress, quantize))
+  return Checkpoint(*orbax.load(path, model, dtype, progress, quantize, sharder))
+

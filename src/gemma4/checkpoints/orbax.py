@@ -150,7 +150,7 @@ def _match(path: str, targets: dict) -> str | None:
 
 
 def load(path, model=None, dtype=None, progress: bool | None = None,
-         quantize: str | None = None):
+         quantize: str | None = None, sharder=None):
   """(model, params, None) from an official Orbax directory; `model` is required."""
   if model is None:
     raise ValueError(f'{os.fspath(path)!r} is an Orbax checkpoint, which does not record the '
@@ -173,5 +173,6 @@ def load(path, model=None, dtype=None, progress: bool | None = None,
   model = plan.resolve_model(model.config, model, dtype, model.dtype, model.name, path)
   params = plan.fill(reader, pieces, targets, model.dtype,
                         what=f'Orbax checkpoint {os.path.basename(os.path.abspath(path))}',
-                        progress=progress, quantize=quantize)
+                        progress=progress, quantize=quantize,
+                        sharder=sharder, specs=model.param_specs())
   return model, params, None

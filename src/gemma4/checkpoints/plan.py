@@ -184,35 +184,70 @@ def host_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
   return raw[start:start + n].view(dtype).reshape(shape)
 
 
-def _fill_rows(reader: Reader, piece: Piece, host: np.ndarray) -> None:
-  """Reads a big tensor in row blocks of about _BLOCK_BYTES straight into `host`."""
+def put(x: np.ndarray, sharding=None) -> jax.Array:
+  """A host array on the default device (aliased on CPU), or, given a sharding, only
+  the shards this process's devices hold (the rest of `x` is never read)."""
+  if sharding is None:
+    return jax.device_put(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def rows_needed(sharding, shape: tuple[int, ...], axis: int = 0) -> list[tuple[int, int]] | None:
+  """The [start, stop) ranges along `axis` that this process's shards of an array of
+  `shape` cover (merged), or None for all of them (no sharding, or a replica here)."""
+  if sharding is None:
+    return None
+  spans = sorted({(s.indices(shape[axis])[0], s.indices(shape[axis])[1]) for s in
+                  (index[axis] for index in sharding.addressable_devices_indices_map(shape).values())})
+  merged: list[list[int]] = []
+  for a, b in spans:
+    if merged and a <= merged[-1][1]:
+      merged[-1][1] = max(merged[-1][1], b)
+    else:
+      merged.append([a, b])
+  if merged == [[0, shape[axis]]]:
+    return None
+  return [(a, b) for a, b in merged]
+
+
+def _blocks(n: int, step: int, need: list[tuple[int, int]] | None):
+  """Row blocks [start, stop) of at most `step` rows covering `need` (all n rows if None)."""
+  for a, b in need or [(0, n)]:
+    for start in range(a, b, step):
+      yield start, min(start + step, b)
+
+
+def _fill_rows(reader: Reader, piece: Piece, host: np.ndarray, need=None) -> None:
+  """Reads a big tensor in row blocks of about _BLOCK_BYTES straight into `host` (only
+  the rows in `need`, when given: the pages of the others are never touched)."""
   row_bytes = max(1, host[0].nbytes)
   step = max(1, _BLOCK_BYTES // row_bytes)
-  for start in range(0, host.shape[0], step):
-    stop = min(start + step, host.shape[0])
+  for start, stop in _blocks(host.shape[0], step, need):
     host[start:stop] = _apply(piece, reader.read(piece.source, start, stop))
     reader.release()
 
 
 def _quantized_rows(reader: Reader, piece: Piece, shape: tuple[int, ...],
-                    layout: quant.Layout) -> quant.QTensor:
+                    layout: quant.Layout, sharding=None) -> quant.QTensor:
   """A big table whose row axis leads its layout, read and quantized row block by row
-  block into int8: no float copy of the whole table is ever made."""
+  block into int8: no float copy of the whole table is ever made. With `sharding` (a
+  QTensor of shardings), only the rows this process's shards hold are read."""
   out, k = shape[:layout.n_out], int(np.prod(shape[layout.n_out:]))
   c = quant.chunks(k)
   values = host_buffer((c, *out, k // c), np.int8)
   scale = host_buffer(out, np.float32)
+  need = None if sharding is None else rows_needed(sharding.scale, out)
   row_elems = max(1, int(np.prod(shape[1:])))
   step = max(1, _BLOCK_BYTES // 4 // (4 * row_elems))  # float temporaries: 16 MiB blocks
-  for start in range(0, shape[0], step):
-    stop = min(start + step, shape[0])
+  for start, stop in _blocks(shape[0], step, need):
     block = _apply(piece, reader.read(piece.source, start, stop))
     v, sc = quant.quantize_rows(np.asarray(block).reshape(stop - start, *out[1:], k))
     values[:, start:stop] = quant.to_chunks(v)
     scale[start:stop] = sc
     del block, v
     reader.release()
-  return quant.QTensor(jax.device_put(values), jax.device_put(scale), tuple(shape), layout)
+  return quant.QTensor(put(values, sharding and sharding.values),
+                       put(scale, sharding and sharding.scale), tuple(shape), layout)
 
 
 def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
@@ -222,11 +257,16 @@ def _apply(piece: Piece, x: np.ndarray) -> np.ndarray:
 def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[int, ...]],
          dtype, *, dropped: Mapping[str, str] | None = None,
          unused: Mapping[str, str] | None = None, what: str = 'checkpoint',
-         progress: bool | None = None, quantize: str | None = None) -> dict:
+         progress: bool | None = None, quantize: str | None = None, sharder=None,
+         specs: Mapping | None = None) -> dict:
   """The official parameter tree (nested dicts of jax arrays in `dtype`; encoder
   parameters in float32, as the official library keeps them) from `pieces`.
   quantize: 'int8' makes each decoder weight of `gemma4.quant` an int8 QTensor as it is
   read (big tables row block by row block), so the float weights never exist all at once.
+  sharder: a gemma4.sharding.Sharder (with `specs`, the model's parameter specs): each
+  parameter goes straight into its shards on the mesh, one tensor at a time on the
+  host, and a table split along its rows (the vocabulary) is read only in the rows
+  this process's devices hold.
 
   Checks the plan first (`check_plan`), then reads each tensor once, in file order.
   dropped: file tensors deliberately not used, with the reason.
@@ -242,23 +282,42 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
     return jnp.dtype(jnp.float32 if is_encoder(target) else dtype)
   total = sum(int(np.prod(target_shapes[t])) * dtype_of(t).itemsize for t in by_target)
   bar = Progress(total, f'loading {what}' + (f' as {quantize}' if quantize else ''), progress)  # counts what is read from the file
-  flat = {t: (jnp.ones if how == 'ones' else jnp.zeros)(target_shapes[t], dtype_of(t))
-          for t, how in unused.items()}
-  for t in unused:
-    if quantize and quant.layout_for(t) is not None:
-      flat[t] = quant.quantize(flat[t], quant.layout_for(t))
+  flat_specs = flatten(specs) if sharder is not None else {}
+
+  def placement(target, layout):
+    """Where `target` goes on the mesh (a QTensor of shardings for int8), or None."""
+    if sharder is None:
+      return None
+    shape = tuple(target_shapes[target])
+    leaf = jax.ShapeDtypeStruct(shape, dtype_of(target))
+    if layout is not None:
+      leaf = quant.abstract(leaf, layout)
+    return sharder.leaf(target, flat_specs[target], leaf)
+
+  flat = {}
+  for t, how in unused.items():
+    value = (np.ones if how == 'ones' else np.zeros)(target_shapes[t], dtype_of(t))
+    layout = quant.layout_for(t) if quantize else None
+    where = placement(t, layout)
+    if layout is not None:
+      values, scale = quant.quantize_host(value, layout)
+      flat[t] = quant.QTensor(put(values, where and where.values), put(scale, where and where.scale),
+                              tuple(value.shape), layout)
+    else:
+      flat[t] = put(value, where)
   for target, group in by_target.items():
     shape = tuple(target_shapes[target])
     nbytes = int(np.prod(shape)) * dtype_of(target).itemsize
     layout = quant.layout_for(target) if quantize else None
+    where = placement(target, layout)
     rows = len(group) == 1 and group[0].rows and nbytes > _BLOCK_BYTES
     if layout is not None and rows and layout.perm[0] == 0:
-      flat[target] = _quantized_rows(reader, group[0], shape, layout)
+      flat[target] = _quantized_rows(reader, group[0], shape, layout, where)
       bar.add(nbytes)
       continue
     host = host_buffer(shape, dtype_of(target))
     if rows:
-      _fill_rows(reader, group[0], host)
+      _fill_rows(reader, group[0], host, None if layout is not None else rows_needed(where, shape))
     else:
       for p in group:
         value = _apply(p, reader.read(p.source))
@@ -269,9 +328,11 @@ def fill(reader: Reader, pieces: list[Piece], target_shapes: Mapping[str, tuple[
         del value
       reader.release()
     if layout is not None:
-      flat[target] = quant.quantize(host, layout)
+      values, scale = quant.quantize_host(host, layout)
+      flat[target] = quant.QTensor(put(values, where and where.values),
+                                   put(scale, where and where.scale), shape, layout)
     else:
-      flat[target] = jax.device_put(host)
+      flat[target] = put(host, where)
       flat[target].block_until_ready()
     del host
     bar.add(nbytes)
