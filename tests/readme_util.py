@@ -75,17 +75,18 @@ HF_CONFIG = dict(
     num_kv_shared_layers=3, use_double_wide_mlp=True, final_logit_softcapping=30.0)
 
 
-def write_hf_dir(path: pathlib.Path, seed: int = 0) -> None:
-  """A random tiny HF checkpoint directory (every tensor the key map names)."""
+def write_hf_dir(path: pathlib.Path, seed: int = 0, config: dict = HF_CONFIG) -> None:
+  """A random HF checkpoint directory of `config` (every tensor the key map names;
+  default: the tiny model above)."""
   from safetensors.numpy import save_file
   from gemma4.checkpoints import hf, keymap
-  cfg = hf.config_from_hf(HF_CONFIG)
+  cfg = hf.config_from_hf(config)
   rng = np.random.default_rng(seed)
-  tensors = {p.source: (rng.standard_normal(p.shape) * 0.05).astype(np.float32)
+  tensors = {p.source: (rng.standard_normal(p.shape, np.float32) * 0.05)
              for p in keymap.text_pieces(cfg)}
   path.mkdir(parents=True, exist_ok=True)
   save_file(tensors, str(path / 'model.safetensors'))
-  (path / 'config.json').write_text(json.dumps(HF_CONFIG))
+  (path / 'config.json').write_text(json.dumps(config))
 
 
 # A tiny Gemma 3 model as llama.cpp writes one (metadata keys, names, 1 + w norms), its
