@@ -29,13 +29,14 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = dict(
-    model_type='gemma4_text', vocab_size=262144, hidden_size=1024, intermediate_size=4096,
-    num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8, head_dim=128,
-    global_head_dim=256, layer_types=['sliding_attention', 'sliding_attention',
-                                      'full_attention'] * 2,
-    sliding_window=512, hidden_size_per_layer_input=16, vocab_size_per_layer_input=262144,
-    num_kv_shared_layers=0, final_logit_softcapping=30.0)
+sys.path.insert(0, str(ROOT))
+from tests import readme_util  # noqa: E402
+
+# readme_util's tiny Gemma 4 widened until nearly every byte splits 8 ways.
+CONFIG = dict(readme_util.HF_CONFIG, vocab_size=262144, vocab_size_per_layer_input=262144,
+              hidden_size=1024, intermediate_size=4096, num_attention_heads=8,
+              num_key_value_heads=8, head_dim=128, global_head_dim=256, sliding_window=512,
+              num_kv_shared_layers=0, use_double_wide_mlp=False)
 
 _WORKER = r'''
 import json, sys
@@ -93,8 +94,6 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--rounds', type=int, default=3)
   args = ap.parse_args()
-  sys.path.insert(0, str(ROOT))
-  from tests import readme_util
   import jax
   with tempfile.TemporaryDirectory() as tmp:
     path = pathlib.Path(tmp) / 'hf'
