@@ -25,6 +25,7 @@ from gemma4.serve import Engine, Finished, QueueFull, Settings
 from tests import tokenizer_util
 
 
+@pytest.mark.slow
 def test_sample_rows_equals_combined_for_every_row():
   rng = np.random.default_rng(0)
   vocab = 500
@@ -82,6 +83,7 @@ def _collect(request):
     logprobs.append(event.logprob)
 
 
+@pytest.mark.slow
 def test_each_request_equals_sampling_it_alone(tiny):
   """7 requests, 3 slots: mixed prompt lengths (1 to 150 tokens), greedy and seeded,
   filters and penalties, arriving while earlier ones decode."""
@@ -120,8 +122,9 @@ def test_each_request_equals_sampling_it_alone(tiny):
 def test_queue_cancel_and_cache_limits(tiny):
   engine = Engine(tiny, slots=1, max_queue=2)
   prompt = tiny.encode('hello there')
-  first = engine.submit(prompt, Settings(max_new_tokens=30))
+  first = engine.submit(prompt, Settings(max_new_tokens=30))  # the free row takes it
   engine.submit(prompt, Settings(max_new_tokens=30)).cancel()  # never decoded
+  engine.submit(prompt, Settings(max_new_tokens=1))
   with pytest.raises(QueueFull, match=r'2 requests are waiting already \(max_queue 2\)'):
     engine.submit(prompt, Settings(max_new_tokens=30))
   too_long = gemma4.sampler.EncodedPrompt(np.full(256, 9, np.int32))
@@ -152,6 +155,7 @@ def gemma3():
                               cache_length=1024, max_out_length=24, pad_length=(32, 64, 128))
 
 
+@pytest.mark.slow
 def test_gemma3_270m_batch_and_prefix_reuse_equal_sampling_alone(gemma3):
   s = gemma3
   system = ('You are a careful assistant. Answer in one short sentence, and say so when '

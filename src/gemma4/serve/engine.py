@@ -268,8 +268,8 @@ class Engine:
   """Continuous batching over a Gemma4Sampler's model, params, tokenizer, cache_length,
   pad_length buckets and end and forbidden tokens.
 
-  slots: rows decoded together. max_queue: requests waiting for a row before `submit`
-  raises QueueFull. `start()` runs the loop on a thread; `stop()` ends it.
+  slots: rows decoded together. max_queue: requests waiting for a row (beyond those the
+  free rows take next) before `submit` raises QueueFull. `start()` runs the loop on a thread; `stop()` ends it.
   """
 
   def __init__(self, sampler: Gemma4Sampler, *, slots: int = 4, max_queue: int = 64):
@@ -300,6 +300,7 @@ class Engine:
     self._slots = [_Slot() for _ in range(slots)]
     self._last = np.zeros(slots, np.int32)
     self._waiting: collections.deque[Request] = collections.deque()
+    self._admitting = 0  # taken off the queue, not yet in a row
     self._lock = threading.Condition()
     self._thread: threading.Thread | None = None
     self._running = False
@@ -343,8 +344,11 @@ class Engine:
     with self._lock:
       if not self._accepting:
         raise EngineStopped('the server is shutting down')
-      if len(self._waiting) >= self.max_queue:
-        raise QueueFull(f'{len(self._waiting)} requests are waiting already (max_queue '
+      # Requests a free row takes next do not wait for one: they are not counted.
+      free = self.num_slots - self.busy - self._admitting
+      waiting = len(self._waiting) - max(free, 0)
+      if waiting >= self.max_queue:
+        raise QueueFull(f'{waiting} requests are waiting already (max_queue '
                         f'{self.max_queue})')
       self._waiting.append(request)
       self._lock.notify_all()
@@ -463,13 +467,17 @@ class Engine:
         if not self._waiting or self.busy >= self.num_slots:
           return
         request = self._waiting.popleft()
-      if request.cancelled:
-        request._emit(Finished('cancelled'))
-        continue
+        self._admitting += 1
       try:
-        self._prefill(request)
+        if request.cancelled:
+          request._emit(Finished('cancelled'))
+        else:
+          self._prefill(request)
       except Exception as e:  # noqa: BLE001 - this request fails, the others go on
         request._emit(Finished('error', error=f'{type(e).__name__}: {e}'))
+      finally:
+        with self._lock:
+          self._admitting -= 1
 
   def _settings(self, requests: list[Settings | None]):
     s = [r or Settings(max_new_tokens=1) for r in requests]
