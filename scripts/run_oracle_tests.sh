@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the oracle suite (pytest marker `oracle`): gemma4 against the official
-# gemma==4.0.1, live, in the cached Python 3.12 environment built by oracle_env.sh.
+# gemma==4.0.1, live, in the cached Python 3.12 environment built by oracle_env.sh;
+# before it, the default environment's slow tests (marker `slow`).
 # Extra arguments go to pytest. GEMMA4_WRITE_GOLDEN=1 rewrites tests/golden/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,6 +13,13 @@ export GEMMA4_ORACLE=1 PYTHONPATH="$root/src:$root${PYTHONPATH:+:$PYTHONPATH}"
 # encoder late in the run (never with the file alone); separate processes keep each
 # file's state apart. Every file runs; the status is the first failure's.
 status=0
+# First the default environment's slow tests (pytest marker `slow`: several processes,
+# the real model at length), kept out of the README's test command to keep it short.
+# They need the .venv that command builds.
+[ -x "$root/.venv/bin/python" ] || { echo "run_oracle_tests.sh: the slow tests need $root/.venv (run the README's test command first)" >&2; exit 2; }
+echo "+ .venv/bin/pytest -m slow"
+(unset GEMMA4_ORACLE PYTHONPATH; "$root/.venv/bin/python" -m pytest -m slow -p no:cacheprovider "$@") \
+  || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 for file in tests/oracle/test_*.py; do
   echo "+ $file"
   python="$env_dir/bin/python"

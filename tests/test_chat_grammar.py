@@ -29,6 +29,7 @@ def real():
   return gemma4.load_default()  # int8 on CPU, as a user gets it
 
 
+@pytest.mark.slow
 def test_20_schemas_on_the_real_model_give_valid_json_and_keep_greedy_where_allowed(real):
   s = chat.ChatSampler(model=real.model, params=real.params, tokenizer=real.tokenizer,
                        cache_length=512, max_out_length=192, pad_length=(64, 128, 256))

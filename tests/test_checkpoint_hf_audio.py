@@ -65,6 +65,7 @@ def official_transformers(monkeypatch):
   monkeypatch.setattr(modeling_gemma4.Gemma4MultimodalEmbedder, 'forward', embed)
 
 
+@pytest.mark.slow
 def test_audio_tower_loads_and_matches_transformers_within_1e4(hf, official_transformers):
   """Soft tokens (up to 3.5) measured 2.4e-6 from transformers', logits 1.4e-5."""
   hf_model, path = hf

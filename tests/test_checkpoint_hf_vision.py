@@ -89,6 +89,7 @@ def _prompt(patches):
   return np.asarray([ids], np.int64)
 
 
+@pytest.mark.slow
 def test_vision_tower_loads_and_matches_transformers_within_1e4_end_to_end_1e3(hf):
   """Two images (one padded, one filling the budget 70) in one prompt:
   - soft tokens equal transformers' `get_image_features` within 1e-4 (they reach 4;

@@ -17,6 +17,9 @@ import sys
 import pexpect
 import pytest
 
+
+pytestmark = pytest.mark.slow  # runs with the oracle suite (scripts/run_oracle_tests.sh)
+
 PROMPT = '\r\n> '
 LABEL = 'gemma3_270m: '
 

@@ -51,6 +51,7 @@ def _run(tmp_path, cache):
   return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_second_process_compiles_nothing_and_samples_the_same(tmp_path):
   """Process 1 compiles and writes every program; process 2, same cache, misses 0 times
   (each program it needs is read back) and gives the same greedy and streamed text."""

@@ -54,6 +54,7 @@ def test_chunked_prefill_longer_than_window_equals_full_within_1e4(model):
   assert np.abs(chunked - _full(m, params, tokens)).max() <= BOUND
 
 
+@pytest.mark.slow
 def test_global_cache_read_in_blocks_equals_full_prefill_within_1e4():
   """A cache longer than attention.BLOCK (global layers read it in blocks up to the next
   position; e2b's KV-shared layers read their source's blocks): a prefill of 1020

@@ -115,6 +115,7 @@ def test_int8_load_is_quantize_params_of_the_float32_load(ckpt, int8):
 _logits = jax.jit(lambda params, cfg, tokens: forward(params, cfg, tokens)[0], static_argnums=1)
 
 
+@pytest.mark.slow
 def test_int8_greedy_agrees_with_float32_on_at_least_95_percent_of_320_tokens(ckpt, int8):
   new = 64
   prompts = [c['prompt'] for c in GOLDEN['cases']]

@@ -34,6 +34,7 @@ def _load(quantize):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_peak_rss_during_float32_load_is_at_most_1_3x_param_bytes():
   r = _load('none')
   assert r['params'] > 1e9  # 268 M float32 parameters
@@ -41,6 +42,7 @@ def test_peak_rss_during_float32_load_is_at_most_1_3x_param_bytes():
   assert ratio <= 1.3, f'peak {ratio:.2f}x the parameter bytes above baseline'
 
 
+@pytest.mark.slow
 def test_peak_rss_during_int8_load_is_at_most_1_3x_int8_bytes_plus_one_float_tensor():
   r = _load('int8')
   assert 2.6e8 < r['params'] < 2.8e8  # 268 M int8 values and their float32 scales

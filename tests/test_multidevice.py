@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs with the oracle suite (scripts/run_oracle_tests.sh)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

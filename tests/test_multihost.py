@@ -12,10 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gemma4
 from tests import readme_util, tokenizer_util
 from tests.multidevice import cases
 from tests.serve_util import free_port
+
+pytestmark = pytest.mark.slow  # runs with the oracle suite (scripts/run_oracle_tests.sh)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / 'tests' / 'multidevice' / 'multihost_worker.py'
