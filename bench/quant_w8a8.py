@@ -9,15 +9,18 @@ format), three ways:
                 int32 (lax.dot_general, preferred_element_type=int32), then both scales;
                 compiled without the option (with it, this form is 2-10x slower)
   w8a8 + option the same, compiled with quant.COMPILER_OPTIONS
+  w8a8 g128     one activation scale per 128 columns of a row: int8 x int8 in int32 per
+                group (a dot_general batched over the groups), groups summed in float32
 Median of warm calls, alternating forms per round (bench/timing.py).
 
 Quality: the same rule as tests/test_gemma3_270m.py for the int8 format (the real Gemma
 3 270M; float32's greedy continuation of 5 prompts, 64 tokens each: the share of 320
 positions where the quantized model's argmax agrees; perplexity on
 tests/golden/perplexity_text.txt against float32's), for weight-only int8 and for int8
-weights with per-row int8 activations in every product (emulated in float32: the
-rounded activations times the int8 weights, which the int32 sum gives exactly while
-the sums stay below 2**24). The format's bar: >= 95% and <= +1%.
+weights with int8 activations in every product, one scale per row or per group of
+128 or 32 columns (emulated in float32: the rounded activations times the int8
+weights, which the int32 sum gives exactly while the sums stay below 2**24). The
+format's bar: >= 95% and <= +1%.
 
 Not a test: `.venv/bin/python bench/quant_w8a8.py`; output kept in bench/quant_w8a8.txt.
 """
@@ -51,14 +54,25 @@ def w8a8(x, w8, s):
   return y.astype(jnp.float32) * a * s
 
 
+def w8a8_groups(x, w8, s, group=128):
+  m, k = x.shape
+  g = x.reshape(m, k // group, group)
+  a = jnp.max(jnp.abs(g), axis=-1, keepdims=True) / 127.0
+  a = jnp.where(a == 0, 1.0, a)
+  xq = jnp.round(g / a).astype(jnp.int8)
+  y = jax.lax.dot_general(xq, w8.reshape(-1, k // group, group), (((2,), (2,)), ((1,), (1,))),
+                          preferred_element_type=jnp.int32)  # [groups, m, out]
+  return jnp.einsum('gmo,mg->mo', y.astype(jnp.float32), a[..., 0]) * s
+
+
 def speed(out):
   rng = np.random.default_rng(0)
   print('## Speed\n', file=out)
   print(f'JAX {jax.__version__} on {jax.default_backend()}, {ROUNDS} rounds x {CALLS} warm '
         'calls, ms: median (min-max of round medians)\n', file=out)
-  print('| weight [out, in] | rows | gemma4 (weight-only) | w8a8 | w8a8 + option | w8a8 / gemma4 |',
-        file=out)
-  print('|---|---|---|---|---|---|', file=out)
+  print('| weight [out, in] | rows | gemma4 (weight-only) | w8a8 | w8a8 + option | w8a8 g128 | '
+        'w8a8 / gemma4 |', file=out)
+  print('|---|---|---|---|---|---|---|', file=out)
   for o, k in SHAPES:
     q = quant.quantize(jnp.asarray(rng.standard_normal((k, o), dtype=np.float32)),
                        quant.Layout((1, 0), 1))
@@ -71,11 +85,13 @@ def speed(out):
       ours = jax.jit(quant.dot).lower(x, q).compile(compiler_options=quant.COMPILER_OPTIONS)
       plain = jax.jit(w8a8).lower(x, w8, q.scale).compile()
       opt = jax.jit(w8a8).lower(x, w8, q.scale).compile(compiler_options=quant.COMPILER_OPTIONS)
+      groups = jax.jit(w8a8_groups).lower(x, w8, q.scale).compile()
       per = alternating_ms({'gemma4': (ours, (x, q)), 'w8a8': (plain, (x, w8, q.scale)),
-                            'opt': (opt, (x, w8, q.scale))}, ROUNDS, CALLS)
+                            'opt': (opt, (x, w8, q.scale)), 'g128': (groups, (x, w8, q.scale))},
+                           ROUNDS, CALLS)
       med = {n: float(np.median(v)) for n, v in per.items()}
       cell = lambda n: f'{med[n]:.2f} ({min(per[n]):.2f}-{max(per[n]):.2f})'
-      print(f'| {o} x {k} | {m} | {cell("gemma4")} | {cell("w8a8")} | {cell("opt")} | '
+      print(f'| {o} x {k} | {m} | {cell("gemma4")} | {cell("w8a8")} | {cell("opt")} | {cell("g128")} | '
             f'{med["w8a8"] / med["gemma4"]:.2f}x |', file=out, flush=True)
 
 
@@ -86,10 +102,14 @@ def quality(out):
   cfg, tok = f32.model.config, f32.tokenizer
   weight_only = quant._product
 
-  def with_int8_activations(xs, values):  # xs [M, C, Kc]: one scale per row over all of K
-    a = jnp.max(jnp.abs(xs.reshape(xs.shape[0], -1)), axis=-1) / 127.0
-    a = jnp.where(a == 0, 1.0, a)
-    return weight_only(jnp.round(xs / a[:, None, None]), values) * a[:, None]
+  def int8_activations(group=None):
+    def product(xs, values):  # xs [M, C, Kc]: one scale per row (all of K) or per group
+      m, c, kc = xs.shape
+      g = xs.reshape(m, 1, -1) if group is None else xs.reshape(m, c * kc // group, group)
+      a = jnp.max(jnp.abs(g), axis=-1, keepdims=True) / 127.0
+      a = jnp.where(a == 0, 1.0, a)
+      return weight_only((jnp.round(g / a) * a).reshape(m, c, kc), values)
+    return product
 
   new, prompts = 64, [c['prompt'] for c in golden['cases']]
   s = gemma4.Gemma4Sampler(model=f32.model, params=f32.params, tokenizer=tok,
@@ -119,7 +139,9 @@ def quality(out):
   print('| format | greedy agreement with float32 | perplexity | vs float32 |', file=out)
   print('|---|---|---|---|', file=out)
   for name, product in (('int8 weights (gemma4 today)', weight_only),
-                        ('int8 weights x per-row int8 activations', with_int8_activations)):
+                        ('int8 weights x int8 activations, a scale per row', int8_activations()),
+                        ('... a scale per 128 columns', int8_activations(128)),
+                        ('... a scale per 32 columns', int8_activations(32))):
     agree, ppl = measure(int8.params, product)
     print(f'| {name} | {agree} / {new * len(prompts)} = {agree / (new * len(prompts)):.1%} | '
           f'{ppl:.4f} | {ppl / base - 1:+.2%} |', file=out, flush=True)
