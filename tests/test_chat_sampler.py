@@ -138,6 +138,43 @@ def test_tool_sampler_runs_the_call_and_continues_the_turn(model, tok):
   assert reply_ids(out) == reference(model, tok, convo, 96)  # the turn goes on from the response
 
 
+def test_tool_sampler_stream_runs_the_call_and_streams_both_replies(model, tok):
+  """Pieces of the first reply, the tool's answer, then the second reply's pieces; the
+  pieces and the turns equal what chat() gives for the same script."""
+  call = '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|>'
+  scripted = lambda: script(tok, 'Checking.', *tok.split(call), '<|tool_response>')
+  CALLS.clear()
+  want = make(model, tok, cls=chat.ToolSampler, tools=[get_weather])
+  want_out = want.chat('Weather in Oslo?', max_new_tokens=96, allowed_tokens=scripted())
+  CALLS.clear()
+  s = make(model, tok, cls=chat.ToolSampler, tools=[get_weather])
+  it = s.stream('Weather in Oslo?', max_new_tokens=96, allowed_tokens=scripted())
+  pieces = list(it)
+  assert CALLS == [('Oslo', 1)]
+  channels = [p.channel for p in pieces]
+  i = channels.index('tool_response')
+  assert channels.count('tool_response') == 1 and channels[i - 1] == 'tool_call'
+  assert pieces[i - 1].call == chat.ToolCall('get_weather', {'city': 'Oslo'})
+  answer = chat.ToolResponse('get_weather', {'temperature': 21, 'sky': 'clear'})
+  assert pieces[i].response == answer and pieces[i].text == answer.as_text()
+  assert ''.join(p.text for p in pieces[:i - 1]) == 'Checking.'
+  assert ''.join(p.text for p in pieces[i + 1:] if p.channel == 'answer') == it.output.text
+  assert it.output == want_out and s.turns == want.turns
+  assert reply_ids(it.output) == reply_ids(want_out)
+
+
+def test_tool_sampler_stop_ends_the_reply_and_runs_no_tool(model, tok):
+  CALLS.clear()
+  s = make(model, tok, cls=chat.ToolSampler, tools=[get_weather])
+  call = '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|>'
+  it = s.stream('Weather in Oslo?', max_new_tokens=96,
+                allowed_tokens=script(tok, *tok.split(call), '<|tool_response>'))
+  for piece in it:
+    if piece.channel == 'tool_call':
+      it.stop()
+  assert CALLS == [] and it.output.stop_reason == 'interrupted'
+
+
 def test_a_call_that_does_not_parse_is_kept_as_an_error(model, tok):
   s = make(model, tok)
   out = s.chat('Hi', max_new_tokens=40, allowed_tokens=script(

@@ -14,18 +14,21 @@ import dataclasses
 from gemma4.chat import tools, turns
 from gemma4.tokenizer import Gemma4Tokenizer, IncrementalDecoder
 
-ANSWER, THOUGHT, TOOL_CALL = 'answer', 'thought', 'tool_call'
+ANSWER, THOUGHT, TOOL_CALL, TOOL_RESPONSE = 'answer', 'thought', 'tool_call', 'tool_response'
 
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-  """A piece of a streamed reply: the channel it belongs to ('answer', 'thought' or
-  'tool_call') and its text; a 'tool_call' piece is one whole call (`call`), or the
-  raw text of a call that did not parse (`error` says why)."""
+  """A piece of a streamed reply: the channel it belongs to ('answer', 'thought',
+  'tool_call' or 'tool_response') and its text; a 'tool_call' piece is one whole call
+  (`call`), or the raw text of a call that did not parse (`error` says why); a
+  'tool_response' piece (ToolSampler.stream) is the answer a tool gave (`response`),
+  its text as the model reads it."""
   channel: str
   text: str
   call: tools.ToolCall | None = None
   error: str | None = None
+  response: tools.ToolResponse | None = None
 
 
 class ReplyParser:

@@ -269,6 +269,41 @@ class ChatSampler:
                     f'{type(prompt).__name__}')
 
 
+class _ToolReplies:
+  """The iterator ToolSampler.stream runs: each reply's pieces, the tools' answers
+  between them; `output` (the last reply's) at the end."""
+
+  def __init__(self, chat: ToolSampler, first: _Reply, max_new_tokens, sampling, rng):
+    self.output: ChatOutput | None = None
+    self._reply, self._stopped = first, False
+    self._gen = self._run(chat, max_new_tokens, sampling, rng)
+
+  def __iter__(self) -> Iterator[Piece]:
+    return self._gen
+
+  def stop(self) -> None:
+    """Ends the reply being decoded at its next token and runs no more tools."""
+    self._stopped = True
+    self._reply.stop()
+
+  def _run(self, chat, max_new_tokens, sampling, rng):
+    for rounds in range(chat.max_tool_rounds + 1):
+      yield from self._reply
+      out = self._reply.output
+      if (not out.tool_calls or self._stopped
+          or out.stop_reason in ('max_new_tokens', 'cache_full', 'interrupted')):
+        self.output = out
+        return
+      if rounds == chat.max_tool_rounds:
+        raise RuntimeError(f'the model was still calling tools after max_tool_rounds='
+                           f'{chat.max_tool_rounds} rounds (last: {out.tool_calls[0]})')
+      responses = [chat.run_tool(c) for c in out.tool_calls]
+      for r in responses:
+        yield Piece(_reply.TOOL_RESPONSE, r.as_text(), response=r)
+      self._reply = ChatSampler.stream(chat, _turns.Model(*responses), max_new_tokens=max_new_tokens,
+                                       multi_turn=True, sampling=sampling, rng=rng)
+
+
 class _Reply:
   """The iterator chat() and stream() run: pieces as they come; `output` at the end."""
 
@@ -469,22 +504,16 @@ class ToolSampler(ChatSampler):
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
       raise ValueError(f'max_tool_rounds must be an int >= 1, got {r!r}')
 
-  def chat(self, prompt, *, max_new_tokens: int | None = None, multi_turn: bool | None = None,
-           **kwargs) -> ChatOutput:
-    """chat(), then as long as the reply calls tools: run them, answer, go on. The
-    output is the last reply's; `turns` holds every call and response."""
-    out = super().chat(prompt, max_new_tokens=max_new_tokens, multi_turn=multi_turn, **kwargs)
-    for _ in range(self.max_tool_rounds):
-      if not out.tool_calls or out.stop_reason in ('max_new_tokens', 'cache_full'):
-        return out
-      responses = [self.run_tool(c) for c in out.tool_calls]
-      out = super().chat(_turns.Model(*responses), max_new_tokens=max_new_tokens,
-                         multi_turn=True, sampling=kwargs.get('sampling'), rng=kwargs.get('rng'),
-                         print_stream=kwargs.get('print_stream'))
-    if out.tool_calls:
-      raise RuntimeError(f'the model was still calling tools after max_tool_rounds='
-                         f'{self.max_tool_rounds} rounds (last: {out.tool_calls[0]})')
-    return out
+  def stream(self, prompt, *, max_new_tokens: int | None = None, multi_turn: bool | None = None,
+             **kwargs) -> _ToolReplies:
+    """ChatSampler.stream, then as long as the reply calls tools: run them, answer, go
+    on, streaming each reply in turn; each tool's answer comes between them as a
+    Piece('tool_response', text, response=...). The iterator's `output` is the last
+    reply's ChatOutput; `turns` holds every call and response. chat() runs this too.
+    Only the first reply takes `allowed_tokens`, `response_format`, `stop` and the
+    penalties; each later one takes `sampling` and `rng`."""
+    first = super().stream(prompt, max_new_tokens=max_new_tokens, multi_turn=multi_turn, **kwargs)
+    return _ToolReplies(self, first, max_new_tokens, kwargs.get('sampling'), kwargs.get('rng'))
 
   def run_tool(self, call: _tools.ToolCall) -> _tools.ToolResponse:
     """The response to one call."""
