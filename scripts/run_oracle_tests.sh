@@ -19,7 +19,7 @@ status=0
 [ -x "$root/.venv/bin/python" ] || { echo "run_oracle_tests.sh: the slow tests need $root/.venv (run the README's test command first)" >&2; exit 2; }
 echo "+ .venv/bin/pytest -m slow"
 (unset GEMMA4_ORACLE PYTHONPATH; "$root/.venv/bin/python" -m pytest -m slow -p no:cacheprovider "$@") \
-  || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+  || status=$?
 for file in tests/oracle/test_*.py; do
   echo "+ $file"
   python="$env_dir/bin/python"

@@ -290,8 +290,7 @@ class _ToolReplies:
     for rounds in range(chat.max_tool_rounds + 1):
       yield from self._reply
       out = self._reply.output
-      if (not out.tool_calls or self._stopped
-          or out.stop_reason in ('max_new_tokens', 'cache_full', 'interrupted')):
+      if not out.tool_calls or self._stopped or out.stop_reason in ('max_new_tokens', 'cache_full'):
         self.output = out
         return
       if rounds == chat.max_tool_rounds:
@@ -300,8 +299,8 @@ class _ToolReplies:
       responses = [chat.run_tool(c) for c in out.tool_calls]
       for r in responses:
         yield Piece(_reply.TOOL_RESPONSE, r.as_text(), response=r)
-      self._reply = ChatSampler.stream(chat, _turns.Model(*responses), max_new_tokens=max_new_tokens,
-                                       multi_turn=True, sampling=sampling, rng=rng)
+      self._reply = ChatSampler.stream(chat, _turns.Model(*responses), multi_turn=True,
+                                       max_new_tokens=max_new_tokens, sampling=sampling, rng=rng)
 
 
 class _Reply:

@@ -269,7 +269,8 @@ class Engine:
   pad_length buckets and end and forbidden tokens.
 
   slots: rows decoded together. max_queue: requests waiting for a row (beyond those the
-  free rows take next) before `submit` raises QueueFull. `start()` runs the loop on a thread; `stop()` ends it.
+  free rows take next) before `submit` raises QueueFull. `start()` runs the loop on a
+  thread; `stop()` ends it.
   """
 
   def __init__(self, sampler: Gemma4Sampler, *, slots: int = 4, max_queue: int = 64):
