@@ -8,7 +8,9 @@ Engines (all gemma4, one process, alternating in each round, medians over rounds
   json         a JSON-schema answer (llguidance masks, tests/schemas-like long array)
   penalties    repetition 1.1, presence 0.5, frequency 0.5 and a logit bias
 Rate: tokens after the first over the time after the first (compiling excluded by a warm
-call of each engine before timing). Also: what leaving a thought out of the history
+call of each engine before timing). Also `sample()`, the jitted loop, with and without
+stop strings that never occur (the automaton runs on every token): rate = (N - 1) /
+(t(N new tokens) - t(1 new token)). Also: what leaving a thought out of the history
 costs the next turn (the re-prefill from the turn's clean point), against a turn after a
 reply without a thought.
 
@@ -82,6 +84,26 @@ def main():
   for name, r in rows.items():
     m = statistics.median(r)
     print(f'{name:<12}{lengths[name]:>8}{m:>14.1f}{f"{min(r):.1f}-{max(r):.1f}":>16}{m / base:>9.2f}')
+
+  # sample(stop=): the automaton steps inside the jitted loop; strings that never occur,
+  # so both decode all N tokens.
+  never = ['<never>', '#####', 'zqzqzq']
+  def timed(**kw):
+    t = time.perf_counter()
+    s.sample(PROMPT, **kw)
+    return time.perf_counter() - t
+  calls = {'sample': {}, 'sample+stop': {'stop': never}}
+  for kw in calls.values():  # compile
+    timed(max_new_tokens=N, **kw), timed(max_new_tokens=1, **kw)
+  got = {k: [] for k in calls}
+  for _ in range(args.rounds):
+    for name, kw in calls.items():
+      got[name].append((N - 1) / (timed(max_new_tokens=N, **kw) - timed(max_new_tokens=1, **kw)))
+  print(f'# sample(): the jitted loop, {N} tokens, stop={never} (never found) vs none')
+  base = statistics.median(got['sample'])
+  for name, r in got.items():
+    m = statistics.median(r)
+    print(f'{name:<12}{N:>8}{m:>14.1f}{f"{min(r):.1f}-{max(r):.1f}":>16}{m / base:>9.2f}')
 
   # When the history must be rewritten (a thought left out of it; here, on Gemma 3's
   # format, a reply whose text the template trims), the next turn re-prefills from the

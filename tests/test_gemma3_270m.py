@@ -148,3 +148,29 @@ def test_int8_perplexity_is_within_1_percent_of_float32(ckpt, int8):
   base, got = perplexity(ckpt.params), perplexity(int8.params)
   assert 5 < base < 30  # a real model on plain English
   assert got <= 1.01 * base, f'int8 {got:.4f} vs float32 {base:.4f}'
+
+
+def test_sample_stop_strings_end_each_real_row_at_its_first_one(int8):
+  """The 5 golden prompts, greedy, 32 tokens, stop=['.', ' of']: each row's text is the
+  unstopped text cut before its first stop string, and its tokens are the unstopped
+  tokens up to the one whose text completes it, then padding (the automaton inside the
+  jitted loop over the real 262144-token vocabulary)."""
+  sampler = gemma4.Gemma4Sampler(model=int8.model, params=int8.params, tokenizer=int8.tokenizer,
+                                 cache_length=128, max_out_length=32, pad_length=(32,))
+  prompts = [c['prompt'] for c in GOLDEN['cases']]
+  stop = ['.', ' of']
+  full = sampler.sample(prompts, max_new_tokens=32, return_state=True)
+  cut = sampler.sample(prompts, max_new_tokens=32, stop=stop, return_state=True)
+  stopped = 0
+  for text, row, got_text, got_row in zip(full.text, full.tokens, cut.text, cut.tokens):
+    first = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    if first < 0:
+      assert got_text == text
+      continue
+    stopped += 1
+    assert got_text == text[:first]
+    done = next(k for k in range(len(row))
+                if any(s in int8.tokenizer.decode(row[:k + 1]) for s in stop))
+    np.testing.assert_array_equal(got_row[:done + 1], row[:done + 1])
+    assert (got_row[done + 1:] == 0).all()
+  assert stopped >= 3

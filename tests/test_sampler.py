@@ -9,6 +9,7 @@ import pytest
 
 import gemma4
 from gemma4 import sampling
+from gemma4.stops import StopText
 from tests import tokenizer_util
 
 
@@ -208,10 +209,9 @@ def test_stream_stop_strings_end_the_text_before_them_across_pieces(model, tok, 
                         allowed_tokens=lambda so_far: [forced[len(so_far)]])
   assert tok.decode(list(ids)) == text  # what the decode gives without a stop
   # stream() with stop: the text up to the first stop string, none of it after
-  from gemma4 import sampler as sampler_lib
   stops = [stop] if isinstance(stop, str) else stop
   first = min(i for i in (text.find(x) for x in stops) if i >= 0)
-  scan = sampler_lib.StopText(stops)
+  scan = StopText(stops)
   shown = ''
   for piece in tok.split(text):  # the pieces as a stream would cut them
     out, found = scan.add(piece)

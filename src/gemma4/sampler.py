@@ -29,6 +29,7 @@ from gemma4.models import Model
 from gemma4.multimodal import audio_soft_tokens_for_rows, merge_soft_tokens, soft_tokens_for_rows
 from gemma4.params import unwrap
 from gemma4.sharding import Sharder, to_host
+from gemma4.stops import StopMatcher, StopText, check_stop, cut, matcher
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
 from gemma4.transformer import forward
 
@@ -51,6 +52,8 @@ class SamplingState:
   cache_full: [] bool, decoding stopped because the cache could take no more tokens.
   penalties: the turn's repetition/presence/frequency penalties and logit bias
     (gemma4.sampling.Penalties), or None.
+  stops: the turn's stop strings as an automaton over the sampled text
+    (gemma4.stops.StopMatcher); a row whose text holds one is done. None: no stop strings.
   """
 
   step: jax.Array
@@ -62,6 +65,7 @@ class SamplingState:
   rng: jax.Array
   cache_full: jax.Array
   penalties: _sampling.Penalties | None = None
+  stops: StopMatcher | None = None
 
   @property
   def batch_size(self) -> int:
@@ -229,11 +233,15 @@ class _Loop:
     token = token.astype(jnp.int32)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
     token = jnp.where(active, token, 0)
+    done = state.done | (active & jnp.isin(token, jnp.asarray(self.end_tokens)))
+    stops = state.stops
+    if stops is not None:
+      stops, hit = stops.advance(token, active)
+      done = done | hit
     return dataclasses.replace(
-        state, step=state.step + 1, rng=next_rng,
+        state, step=state.step + 1, rng=next_rng, stops=stops,
         penalties=None if pen is None else pen.record(token, active),
-        last_token=jnp.where(active, token, state.last_token),
-        done=state.done | (active & jnp.isin(token, jnp.asarray(self.end_tokens))),
+        last_token=jnp.where(active, token, state.last_token), done=done,
         predicted_tokens=state.predicted_tokens.at[:, state.step].set(token),
         logprobs=state.logprobs.at[:, state.step].set(jnp.where(active, logprob, 0.0)))
 
@@ -259,7 +267,7 @@ class _Loop:
     return self.pick(logits, dataclasses.replace(state, cache=self.placed(cache)), active, allowed)
 
   def start(self, logits: jax.Array, cache: KVCache, rng, out_zeros, allowed=None,
-            penalties=None) -> SamplingState:
+            penalties=None, stops=None) -> SamplingState:
     """The state after a prompt, with its first token sampled from logits [B, V]."""
     b = logits.shape[0]
     state = SamplingState(
@@ -267,11 +275,11 @@ class _Loop:
         last_token=jnp.zeros((b,), jnp.int32),
         predicted_tokens=out_zeros.astype(jnp.int32),  # [B, max_out_length]
         logprobs=out_zeros.astype(jnp.float32), cache=cache, rng=rng,
-        cache_full=jnp.zeros((), bool), penalties=penalties)
+        cache_full=jnp.zeros((), bool), penalties=penalties, stops=stops)
     return self.pick(logits, state, jnp.ones((b,), bool), allowed)
 
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None,
-              allowed=None, penalties=None):
+              allowed=None, penalties=None, stops=None):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
     soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
@@ -282,7 +290,7 @@ class _Loop:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
     logits, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
                             valid=valid, cache=cache, last_only=True)
-    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties)
+    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties, stops)
 
   # Given a cache the caller does not hold (a new one), the prompt is written into it in
   # place; a last_state's cache is kept as it is.
@@ -306,8 +314,8 @@ class _Loop:
   chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
-  def jit_start(self, logits, cache, rng, out_zeros, allowed=None, penalties=None):
-    return self.start(logits, cache, rng, out_zeros, allowed, penalties)
+  def jit_start(self, logits, cache, rng, out_zeros, allowed=None, penalties=None, stops=None):
+    return self.start(logits, cache, rng, out_zeros, allowed, penalties, stops)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
@@ -695,15 +703,15 @@ class Gemma4Sampler:
                        f'{self.model.name!r} needs {want_shapes}')
 
   def _prefill(self, loop: _Loop, tokens, valid, cache, key, zeros, soft, owned: bool,
-               allowed=None, penalties=None) -> SamplingState:
+               allowed=None, penalties=None, stops=None) -> SamplingState:
     """The prompt into the cache, the first token sampled: in one pass up to
     PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
     each other both ways is never split). owned: the cache is not the caller's."""
     if tokens.shape[1] <= PREFILL_CHUNK:
       step = loop.prefill_owned if owned else loop.prefill_keep
-      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed, penalties)
+      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed, penalties, stops)
     logits, cache = self._fill(loop, tokens, valid, cache, soft, owned)
-    return loop.jit_start(logits, cache, key, zeros, allowed, penalties)
+    return loop.jit_start(logits, cache, key, zeros, allowed, penalties, stops)
 
   def _penalties(self, repetition, presence, frequency, logit_bias):
     """The call's penalties, checked now; made for the prompt's tokens later."""
@@ -713,14 +721,15 @@ class Gemma4Sampler:
         frequency_penalty=frequency, logit_bias=logit_bias, token_id=self.tokenizer.token_id)
     return functools.partial(_sampling.penalties, values, vocab_size=vocab)
 
-  def _decode_texts(self, state: SamplingState) -> list[str]:
-    return [self.tokenizer.decode(row) for row in to_host(state.predicted_tokens)]
+  def _decode_texts(self, state: SamplingState, stops: tuple[str, ...] = ()) -> list[str]:
+    texts = [self.tokenizer.decode(row) for row in to_host(state.predicted_tokens)]
+    return [cut(t, stops)[0] for t in texts] if stops else texts
 
   def sample(self, prompt: str | Sequence[str], *, images=None, audio=None,
              audio_lengths=None, max_new_tokens: int | None = None, sampling=None,
              rng=None, return_state: bool = False, last_state: SamplingState | SamplerOutput | None = None,
              sharding=None, max_soft_tokens: int | None = None, repetition_penalty=None,
-             presence_penalty=None, frequency_penalty=None, logit_bias=None
+             presence_penalty=None, frequency_penalty=None, logit_bias=None, stop=None
              ) -> str | list[str] | SamplerOutput:
     """Samples a continuation of each prompt.
 
@@ -735,17 +744,25 @@ class Gemma4Sampler:
     repetition_penalty, presence_penalty, frequency_penalty, logit_bias: see
     gemma4.sampling.Penalties (logit_bias maps a token id or its text to a bias); the
     values are data, so changing them does not recompile.
+
+    stop: a str or a list of str: each row's text ends before the first of them, and
+    that row stops decoding at the token that completes it (found inside the jitted
+    loop, by an automaton over the bytes of the sampled tokens: other stop strings of
+    about the same total length run the same compiled program). The row's tokens end
+    with that token; only the text is cut.
     """
+    stops = check_stop(stop)
     pen = self._penalties(repetition_penalty, presence_penalty, frequency_penalty, logit_bias)
     batched, tokens, valid, cache, key, n, soft = self._prepare(
         prompt, images, audio, audio_lengths, max_new_tokens, last_state, sharding, rng,
         max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
+    found = (matcher(stops, self.tokenizer.token_bytes(), tokens.shape[0]) if stops else None)
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None,
-                          None, pen(tokens, valid))
+                          None, pen(tokens, valid), found)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
-    texts = self._decode_texts(state)
+    texts = self._decode_texts(state, stops)
     text = texts if batched else texts[0]
     return SamplerOutput(text, state) if return_state else text
 
@@ -824,45 +841,6 @@ class Gemma4Sampler:
     n = jnp.asarray(n, jnp.int32)
     loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
     return TokenStream(self.params, loop, state, n, mask)
-
-
-class StopText:
-  """Stop strings in a text that comes piece by piece. `add(piece)` returns the text
-  that is safe to show (none of it can begin a stop string) and whether a stop string
-  was found; the text from the stop string on is dropped. `flush()` returns what was
-  held back. `text` is the text kept so far."""
-
-  def __init__(self, stops: Sequence[str]):
-    self.stops = tuple(stops)
-    self.hold = max((len(x) for x in self.stops), default=1) - 1
-    self.text, self.shown, self.found = '', 0, False
-
-  def add(self, piece: str) -> tuple[str, bool]:
-    since = max(0, len(self.text) - self.hold)  # the earlier text was searched already
-    self.text += piece
-    at = min((i for i in (self.text.find(x, since) for x in self.stops) if i >= 0), default=-1)
-    if at >= 0:
-      out, self.text, self.found = self.text[self.shown:at], self.text[:at], True
-      self.shown = at
-      return out, True
-    safe = max(self.shown, len(self.text) - self.hold)
-    out, self.shown = self.text[self.shown:safe], safe
-    return out, False
-
-  def flush(self) -> str:
-    out, self.shown = self.text[self.shown:], len(self.text)
-    return out
-
-
-def check_stop(stop) -> tuple[str, ...]:
-  """stop= as a tuple of non-empty str (None: none)."""
-  if stop is None:
-    return ()
-  if isinstance(stop, str):
-    stop = [stop]
-  if not isinstance(stop, Sequence) or not stop or not all(isinstance(x, str) and x for x in stop):
-    raise TypeError(f'stop must be a str or a list of non-empty str, got {stop!r:.80}')
-  return tuple(stop)
 
 
 class _Allowed:

@@ -125,6 +125,34 @@ class Gemma4Tokenizer:
     """The piece of an id as the vocabulary holds it (SentencePiece's visible space kept)."""
     return self._sp.IdToPiece(int(token))
 
+  def token_bytes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of every token's text as `decode` writes it, (data [N] uint8,
+    start [V] int32, length [V] int32): token t's bytes are data[start[t]:][:length[t]]
+    and the text of ids is their bytes joined (a control token has none, a byte token
+    its byte). Computed once per tokenizer."""
+    return self._token_bytes
+
+  @functools.cached_property
+  def _token_bytes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sp = self._sp
+    spaced = next((i for i in range(sp.GetPieceSize()) if sp.IdToPiece(i).startswith(_WHITESPACE)
+                   and not (sp.IsControl(i) or sp.IsUnknown(i) or sp.IsByte(i))), None)
+    if spaced is not None and sp.DecodeIds([spaced]) != sp.IdToPiece(spaced).replace(_WHITESPACE, ' '):
+      raise ValueError('this tokenizer drops the first space of a text when it decodes '
+                       '(SentencePiece add_dummy_prefix): a token\'s text depends on its place')
+    chunks = []
+    for i, piece in enumerate(sp.IdToPiece(list(range(sp.GetPieceSize())))):
+      if sp.IsByte(i):  # <0xNN>
+        chunks.append(bytes([int(piece[3:5], 16)]))
+      elif sp.IsControl(i) or sp.IsUnknown(i) or sp.IsUnused(i):
+        chunks.append(sp.DecodeIds([i]).encode('utf-8'))
+      else:
+        chunks.append(piece.replace(_WHITESPACE, ' ').encode('utf-8'))
+    length = np.fromiter(map(len, chunks), np.int32, len(chunks))
+    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int32)
+    data = np.frombuffer(b''.join(chunks), np.uint8)
+    return data, start, length
+
   def split(self, text: str) -> list[str]:
     return [p.replace(_WHITESPACE, ' ') for p in self._sp.EncodeAsPieces(text)]
 

@@ -25,8 +25,9 @@ from gemma4.chat import tools as _tools
 from gemma4.chat import turns as _turns
 from gemma4.chat.reply import Piece
 from gemma4.chat.turns import Turn
-from gemma4.sampler import Gemma4Sampler, SamplingState, StopText, check_stop
+from gemma4.sampler import Gemma4Sampler, SamplingState
 from gemma4.sharding import to_host
+from gemma4.stops import StopText, check_stop
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed as the str it is

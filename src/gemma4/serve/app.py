@@ -27,9 +27,10 @@ from starlette.routing import Route
 from gemma4.chat import grammar
 from gemma4.chat import reply as _reply
 from gemma4.chat.sampler import reply_constraint
-from gemma4.sampler import Gemma4Sampler, StopText
+from gemma4.sampler import Gemma4Sampler
 from gemma4.serve import openai_api as api
 from gemma4.serve.engine import Engine, EngineStopped, Finished, QueueFull, Settings, Token
+from gemma4.stops import StopText
 from gemma4.tokenizer import IncrementalDecoder
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # base64 images and audio fit; larger bodies get 413
