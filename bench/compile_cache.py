@@ -6,8 +6,11 @@ decode tokens/s, in fresh processes, alternating three ways round after round:
   read   a cache folder an earlier process wrote (this process reads its programs)
 first piece: seconds from the stream() call to its first piece (load excluded);
 decode: 64 tokens / (t(65 new) - t(1 new)), warm, median of 5 in the process.
-Not a test: `.venv/bin/python bench/compile_cache.py [--rounds 3]`; output kept in
-bench/compile_cache.txt.
+With --before REV, the code of git revision REV (checked out in a temporary worktree,
+its src/ first on the children's PYTHONPATH) runs the same three ways in the same
+rounds, alternating with this tree's, each with its own cache folders.
+Not a test: `.venv/bin/python bench/compile_cache.py [--rounds 3] [--before REV]`;
+output kept in bench/compile_cache.txt.
 """
 
 import argparse
@@ -41,18 +44,38 @@ print(json.dumps({'first_s': first, 'decode_tps': sorted(rates)[2]}))
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--before', help='a git revision to run beside this tree')
   args = ap.parse_args()
   import jax
-  out = {'off': [], 'new': [], 'read': []}
-  written = tempfile.mkdtemp(prefix='gemma4-cc-read-')
-  run = lambda cache: json.loads(subprocess.run(
-      [sys.executable, '-c', _CHILD], capture_output=True, text=True, check=True, timeout=600,
-      env=dict(os.environ, GEMMA4_COMPILE_CACHE=cache)).stdout.strip().splitlines()[-1])
-  run(written)  # the earlier process that writes the folder 'read' uses
-  for _ in range(args.rounds):
-    out['off'].append(run('off'))
-    out['new'].append(run(tempfile.mkdtemp(prefix='gemma4-cc-new-')))
-    out['read'].append(run(written))
+  here = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+  trees = {'': os.path.join(here, 'src')}
+  if args.before:
+    tree = tempfile.mkdtemp(prefix='gemma4-before-')
+    subprocess.run(['git', '-C', here, 'worktree', 'add', '--detach', tree, args.before],
+                   check=True, capture_output=True)
+    rev = subprocess.run(['git', '-C', tree, 'rev-parse', '--short', 'HEAD'], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    trees = {f'{rev} (before), ': os.path.join(tree, 'src'), 'this tree, ': trees['']}
+  out = {f'{t}{k}': [] for t in trees for k in ('off', 'new', 'read')}
+
+  def run(src, cache):
+    env = dict(os.environ, GEMMA4_COMPILE_CACHE=cache, PYTHONPATH=src)
+    done = subprocess.run([sys.executable, '-c', _CHILD], capture_output=True, text=True,
+                          check=True, timeout=600, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+  try:
+    written = {t: tempfile.mkdtemp(prefix='gemma4-cc-read-') for t in trees}
+    for t, src in trees.items():
+      run(src, written[t])  # the earlier process that writes the folder 'read' uses
+    for _ in range(args.rounds):
+      for t, src in trees.items():
+        out[f'{t}off'].append(run(src, 'off'))
+        out[f'{t}new'].append(run(src, tempfile.mkdtemp(prefix='gemma4-cc-new-')))
+        out[f'{t}read'].append(run(src, written[t]))
+  finally:
+    if args.before:
+      subprocess.run(['git', '-C', here, 'worktree', 'remove', '--force', tree], check=False)
   print(f'jax {jax.__version__}, {args.rounds} rounds, fresh process each, alternating; '
         'median (min-max) over rounds\n')
   print('| cache | first piece s | decode tok/s |')

@@ -55,6 +55,7 @@ def values_last(v: jax.Array) -> jax.Array:
   return jnp.transpose(v, (0, 2, 3, 1))
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Keys:
   """One part of the keys a query attends over (a cache, or the new tokens).

@@ -25,9 +25,11 @@ from pathlib import Path
 import jax
 
 ENV = 'GEMMA4_COMPILE_CACHE'
-# Programs that compile faster than this are not written (the many one-op programs of
-# eager array code); the sampler's own programs take longer.
-MIN_COMPILE_SECONDS = 0.2
+# Programs that compile faster than this are not written (one-op programs of eager
+# array code, which compile as fast as they read). The sampler's small programs (its
+# finish step, 0.1 s) are written too: a second process then compiles nothing on its way
+# to the first token.
+MIN_COMPILE_SECONDS = 0.01
 
 # JAX's duration events for the three stages of making a program (a cache hit is timed
 # within the backend stage).

@@ -839,8 +839,10 @@ class Gemma4Sampler:
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None, first,
                           pen(tokens, valid))
     n = jnp.asarray(n, jnp.int32)
-    loop.jit_finish(state, n)  # compiled now, before the first token, not after the last
-    return TokenStream(self.params, loop, state, n, mask)
+    # compiled now, before the first token, not after the last; its tokens [1, N] start
+    # with the first token, which the stream reads without holding the state
+    first = loop.jit_finish(state, n)[0]
+    return TokenStream(self.params, loop, state, n, mask, first)
 
 
 class _Allowed:
@@ -884,8 +886,9 @@ class TokenStream:
   the final state (its tokens, log-probabilities and cache_full set).
   """
 
-  def __init__(self, params, loop: _Loop, state: SamplingState, n, mask):
+  def __init__(self, params, loop: _Loop, state: SamplingState, n, mask, first: jax.Array):
     self._params, self._loop, self._n, self._mask = params, loop, n, mask
+    self._first = first  # [1, N] int32: the tokens of `state`, the first one sampled
     self.state = state
     self._gen = self._run(state)
 
@@ -899,11 +902,12 @@ class TokenStream:
 
   def _run(self, state):
     loop, params, n = self._loop, self._params, self._n
-    token = int(to_host(state.last_token)[0])  # the first token, sampled from the prompt
-    ids = [token]
     try:
       if self._mask is None:
+        # The step is dispatched (so compiled, or read from the compilation cache) while
+        # the prompt is still being computed, before the first token is read.
         pending = loop.stream_step(params, state, n)
+        token = int(to_host(self._first)[0, 0])  # the first token, sampled from the prompt
         while True:
           state = self.state = pending[0]
           yield int(token)
@@ -914,6 +918,8 @@ class TokenStream:
             break
         state = pending[0]
       else:
+        token = int(to_host(self._first)[0, 0])
+        ids = [token]
         while True:
           self.state = state
           yield int(token)

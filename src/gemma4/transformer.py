@@ -6,6 +6,8 @@ sampling: encoders hand in ready embeddings and a vision mask.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -124,6 +126,33 @@ def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
   return post('post_ffw_norm', post('post_ffw2_norm', dense) + post('post_ffw1_norm', experts))
 
 
+# One program per distinct layer (its kind, whether it shares keys or has a cache, its
+# weights' shapes): the decoder's layers are traced and lowered once per kind, not once
+# each, and XLA inlines the calls, so the compiled program is that of the unrolled
+# stack. (Tracing an 18-layer stack per program took most of a second.)
+@functools.partial(jax.jit, static_argnames=('cfg', 'kind'))
+def _block(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
+           shared: tuple | None, cached: tuple | None, ple: jax.Array | None
+           ) -> tuple[jax.Array, tuple, tuple | None]:
+  """One decoder layer. x: residual [B, T, D]; ple: this layer's per-layer input
+  [B, T, P] or None. Returns the residual after it, its key context and its new
+  (keys, values), as `_attention` gives them."""
+  h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
+  a, context, kv_new = _attention(p['attn'], h, cfg, kind, ctx, shared, cached)
+  if cfg.use_post_attn_norm:
+    a = rms_norm(a, p['post_attention_norm']['scale'], offset=cfg.norm_offset)
+  x = x + a
+  x = x + _ffw(p, x, cfg)
+  if ple is not None:
+    g = project(x, p['per_layer_input_gate']['w'], 'BTD,DP->BTP')
+    g = jax.nn.gelu(g, approximate=True) * ple
+    g = project(g, p['per_layer_projection']['w'], 'BTP,PD->BTD')
+    x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
+  if cfg.skip_scale:
+    x = x * p['skip_scale'].astype(x.dtype)
+  return x, context, kv_new
+
+
 def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
             embeds: jax.Array | None = None, valid: jax.Array | None = None,
             positions: jax.Array | None = None, vision_mask: jax.Array | None = None,
@@ -174,22 +203,10 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     cached = None
     if cache is not None and src == i:
       cached = (cache.k[i], cache.v[i], cache.pos[kind])
-    h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
-    a, contexts[i], kv_new = _attention(p['attn'], h, cfg, kind, ctx,
-                                        contexts[src] if src != i else None, cached)
+    x, contexts[i], kv_new = _block(p, x, cfg, kind, ctx, contexts[src] if src != i else None,
+                                    cached, None if ple is None else ple[:, :, i])
     if cached is not None:
       written[i] = kv_new
-    if cfg.use_post_attn_norm:
-      a = rms_norm(a, p['post_attention_norm']['scale'], offset=cfg.norm_offset)
-    x = x + a
-    x = x + _ffw(p, x, cfg)
-    if ple is not None:
-      g = project(x, p['per_layer_input_gate']['w'], 'BTD,DP->BTP')
-      g = jax.nn.gelu(g, approximate=True) * ple[:, :, i]
-      g = project(g, p['per_layer_projection']['w'], 'BTP,PD->BTD')
-      x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
-    if cfg.skip_scale:
-      x = x * p['skip_scale'].astype(x.dtype)
 
   new_cache = None
   if cache is not None:
