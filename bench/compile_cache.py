@@ -41,6 +41,12 @@ print(json.dumps({'first_s': first, 'decode_tps': sorted(rates)[2]}))
 '''
 
 
+def _cpu() -> str:
+  with open('/proc/cpuinfo') as f:
+    return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
+                'unknown processor')
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--rounds', type=int, default=3)
@@ -76,8 +82,8 @@ def main():
   finally:
     if args.before:
       subprocess.run(['git', '-C', here, 'worktree', 'remove', '--force', tree], check=False)
-  print(f'jax {jax.__version__}, {args.rounds} rounds, fresh process each, alternating; '
-        'median (min-max) over rounds\n')
+  print(f'jax {jax.__version__}, {_cpu()}, {os.cpu_count()} cores; {args.rounds} rounds, '
+        'fresh process each, alternating; median (min-max) over rounds\n')
   print('| cache | first piece s | decode tok/s |')
   print('|---|---|---|')
   for k, rows in out.items():
