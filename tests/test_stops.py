@@ -1,7 +1,6 @@
 """Stop strings inside the jitted loop (gemma4.stops): the automaton against a brute-force
 search, each token's bytes against the tokenizer's own decode (the real Gemma 3 vocabulary
-and the test one), and `sample(stop=)` against the text and tokens `stream(stop=)` and an
-unstopped sample give."""
+and the test one), the matcher step by step. `sample(stop=)` itself: tests/test_sampler.py."""
 
 import jax
 import numpy as np
@@ -23,18 +22,6 @@ def tok(tmp_path_factory):
 def real_tok():
   from gemma4.checkpoints import gguf
   return gguf.load_tokenizer(gemma4.default_checkpoint_path())
-
-
-@pytest.fixture(scope='module')
-def model():
-  m = gemma4.models.tiny('e2b')
-  return m, m.init(0)
-
-
-def make(model, tok, **kw):
-  m, params = model
-  kw = {'cache_length': 64, 'max_out_length': 16, 'pad_length': (16, 32), **kw}
-  return gemma4.Gemma4Sampler(model=m, params=params, tokenizer=tok, **kw)
 
 
 def first_end(data: bytes, stops) -> int | None:
@@ -102,54 +89,6 @@ def test_token_bytes_join_to_what_decode_gives(which, tok, real_tok):
     joined = of(ids)
     if '\ufffd' not in want:
       assert joined == want.encode(), ids
-
-
-def test_sample_stop_equals_stream_stop_and_ends_at_the_completing_token(model, tok):
-  """A stop string cut from the middle of the greedy text (spanning a token boundary or
-  not): sample(stop=) gives stream(stop=)'s text, the unstopped text cut before the stop
-  string, and its tokens are the unstopped tokens up to the one that completes it."""
-  s = make(model, tok, max_out_length=16)
-  full = s.sample('Hello world', max_new_tokens=16, return_state=True)
-  ids = [int(t) for t in full.tokens if t != 0]
-  pieces = [tok.decode([i]) for i in ids]
-  ends = np.cumsum([len(p) for p in pieces])  # the text's length after each token
-  checked = 0
-  for at in range(2, len(full.text) - 3, 5):
-    stop = full.text[at:at + 4]
-    first = full.text.find(stop)
-    done = int(np.searchsorted(ends, first + len(stop)))  # the token completing it
-    out = s.sample('Hello world', max_new_tokens=16, stop=stop, return_state=True)
-    assert out.text == full.text[:first]
-    assert out.text == ''.join(s.stream('Hello world', max_new_tokens=16, stop=stop))
-    np.testing.assert_array_equal(out.tokens[:done + 1], ids[:done + 1])
-    assert (out.tokens[done + 1:] == 0).all(), (stop, done, out.tokens)
-    checked += 1
-  assert checked >= 3
-
-
-def test_sample_stop_rows_stop_on_their_own_and_values_do_not_recompile(model, tok):
-  """A batch: each row ends at its own stop string (one of two) and the others decode
-  on; a second call with other stop strings of the same size class compiles nothing."""
-  s = make(model, tok, max_out_length=16)
-  prompts = ['Hello world', 'The quick brown fox', 'Paris is']
-  full = s.sample(prompts, max_new_tokens=16)
-  stop = [full[0][6:9], full[1][3:7]]
-  out = s.sample(prompts, max_new_tokens=16, stop=stop)
-  want = [stops_lib.cut(t, stop)[0] for t in full]
-  assert out == want
-  assert out[0] != full[0] and out[1] != full[1]
-  loop = s._loop(None)
-  before = loop.loop._cache_size()
-  other = [full[2][4:8]]
-  assert s.sample(prompts, max_new_tokens=16, stop=other) == [stops_lib.cut(t, other)[0] for t in full]
-  assert loop.loop._cache_size() == before
-
-
-def test_sample_stop_is_checked_before_any_compute(model, tok):
-  s = make(model, tok)
-  for bad in ([''], 3, [], ['a', None]):
-    with pytest.raises(TypeError, match=r'stop must be a str or a list of non-empty str'):
-      s.sample('Hi', stop=bad)
 
 
 def test_matcher_pads_to_a_size_class(tok):
