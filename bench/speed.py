@@ -28,7 +28,10 @@ Not a test. Run: .venv/bin/python bench/speed.py [--rounds 3] [--llama-python PA
   [--oracle-python PATH] [--only 270m|e2b]
 llama.cpp: llama-cpp-python in the interpreter given by --llama-python
 (`python3 -m venv ~/.cache/gemma4/llama-venv && ~/.cache/gemma4/llama-venv/bin/pip install
-llama-cpp-python`); transformers: `pip install -e '.[golden]'`; the official sampler:
+llama-cpp-python`; on a CPU with AMX, where its native build's AMX kernels crashed in the
+first decode (2026-12-07), build it with CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON
+-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON
+-DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"); transformers: `pip install -e '.[golden]'`; the official sampler:
 scripts/oracle_env.sh.
 """
 
