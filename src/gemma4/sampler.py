@@ -758,9 +758,9 @@ class Gemma4Sampler:
         max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    found = (matcher(stops, self.tokenizer.token_bytes(), tokens.shape[0]) if stops else None)
+    stop_matcher = matcher(stops, self.tokenizer.token_bytes(), tokens.shape[0]) if stops else None
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None,
-                          None, pen(tokens, valid), found)
+                          None, pen(tokens, valid), stop_matcher)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))
     texts = self._decode_texts(state, stops)
     text = texts if batched else texts[0]
