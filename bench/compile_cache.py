@@ -4,7 +4,9 @@ decode tokens/s, in fresh processes, alternating three ways round after round:
   off    GEMMA4_COMPILE_CACHE=off (every process compiles)
   new    an empty cache folder (this process compiles and writes it)
   read   a cache folder an earlier process wrote (this process reads its programs)
-first piece: seconds from the stream() call to its first piece (load excluded);
+first piece: seconds from the stream() call to its first piece (load excluded), and of
+those the seconds JAX reported tracing, lowering and compiling (or reading from the
+cache) programs (jax.monitoring duration events);
 decode: 64 tokens / (t(65 new) - t(1 new)), warm, median of 5 in the process.
 With --before REV, the code of git revision REV (checked out in a temporary worktree,
 its src/ first on the children's PYTHONPATH) runs the same three ways in the same
@@ -22,22 +24,28 @@ import sys
 import tempfile
 
 _CHILD = r'''
-import json, time, gemma4
+import collections, json, time, jax, gemma4
+stages = collections.Counter()
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, secs, **_: stages.update({event.rsplit('/', 1)[-1]: secs}))
 ck = gemma4.load_default(progress=False)
 s = gemma4.Gemma4Sampler(model=ck.model, params=ck.params, tokenizer=ck.tokenizer,
                          cache_length=4096, max_out_length=65, sampling=gemma4.sampling.Greedy())
 P = 'The three most important inventions of the twentieth century are'
 t = time.perf_counter()
+stages.clear()
 it = s.stream(P, max_new_tokens=65)
 next(it)
 first = time.perf_counter() - t
+spent = {k: stages[f'{k}_duration'] for k in ('jaxpr_trace', 'jaxpr_to_mlir_module', 'backend_compile')}
 list(it)
 rates = []
 for _ in range(5):
   t = time.perf_counter(); s.sample(P, max_new_tokens=1); a = time.perf_counter() - t
   t = time.perf_counter(); s.sample(P, max_new_tokens=65); b = time.perf_counter() - t
   rates.append(64 / (b - a))
-print(json.dumps({'first_s': first, 'decode_tps': sorted(rates)[2]}))
+print(json.dumps({'first_s': first, 'decode_tps': sorted(rates)[2], 'trace_s': spent['jaxpr_trace'],
+                  'lower_s': spent['jaxpr_to_mlir_module'], 'backend_s': spent['backend_compile']}))
 '''
 
 
@@ -84,11 +92,12 @@ def main():
       subprocess.run(['git', '-C', here, 'worktree', 'remove', '--force', tree], check=False)
   print(f'jax {jax.__version__}, {_cpu()}, {os.cpu_count()} cores; {args.rounds} rounds, '
         'fresh process each, alternating; median (min-max) over rounds\n')
-  print('| cache | first piece s | decode tok/s |')
-  print('|---|---|---|')
+  print('| cache | first piece s | tracing s | lowering s | compiling or reading s | decode tok/s |')
+  print('|---|---|---|---|---|---|')
   for k, rows in out.items():
     cells = []
-    for key, fmt in (('first_s', '{:.2f}'), ('decode_tps', '{:.1f}')):
+    for key, fmt in (('first_s', '{:.2f}'), ('trace_s', '{:.2f}'), ('lower_s', '{:.2f}'),
+                     ('backend_s', '{:.2f}'), ('decode_tps', '{:.1f}')):
       v = [r[key] for r in rows]
       cells.append(f'{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})')
     print(f'| {k} | ' + ' | '.join(cells) + ' |')

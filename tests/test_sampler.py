@@ -272,7 +272,12 @@ def test_sample_stop_rows_stop_on_their_own_and_values_do_not_recompile(model, t
 
 
 def test_sample_stop_is_checked_before_any_compute(model, tok):
-  s = make(model, tok)
+  """A bad stop= raises before anything is compiled: the sampler has a cache length no
+  other test uses, so a prefill would compile a program of its own."""
+  from gemma4 import compilation
+  s = make(model, tok, cache_length=48)
+  before = compilation.compile_seconds()
   for bad in ([''], 3, [], ['a', None]):
     with pytest.raises(TypeError, match=r'stop must be a str or a list of non-empty str'):
       s.sample('Hi', stop=bad)
+  assert compilation.compile_seconds() == before

@@ -27,8 +27,8 @@ import jax
 ENV = 'GEMMA4_COMPILE_CACHE'
 # Programs that compile faster than this are not written (one-op programs of eager
 # array code, which compile as fast as they read). The sampler's small programs (its
-# finish step, 0.1 s) are written too: a second process then compiles nothing on its way
-# to the first token.
+# finish step) are written too, so that a second process compiles nothing on its way to
+# the first token (bench/compile_cache.txt).
 MIN_COMPILE_SECONDS = 0.01
 
 # JAX's duration events for the three stages of making a program (a cache hit is timed

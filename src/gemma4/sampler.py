@@ -492,6 +492,12 @@ class Gemma4Sampler:
     """The ids never sampled: `forbidden_tokens` and the tokenizer's forbidden tokens."""
     return self._forbidden
 
+  @functools.cached_property
+  def _token_bytes(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The vocabulary's bytes (Gemma4Tokenizer.token_bytes) on the device, put there once
+    for every `sample(stop=)` call (3 MB for 262144 tokens)."""
+    return tuple(jnp.asarray(x) for x in self.tokenizer.token_bytes())
+
   def _loop(self, sampling) -> _Loop:
     return _Loop(self.model.config, sampling or self.sampling, self._end, self._forbidden,
                  self._sharder)
@@ -758,7 +764,7 @@ class Gemma4Sampler:
         max_soft_tokens, sampling, return_state)
     loop = self._loop(sampling)
     zeros = jnp.zeros((tokens.shape[0], self.max_out_length), jnp.int32)
-    stop_matcher = matcher(stops, self.tokenizer.token_bytes(), tokens.shape[0]) if stops else None
+    stop_matcher = matcher(stops, self._token_bytes, tokens.shape[0]) if stops else None
     state = self._prefill(loop, tokens, valid, cache, key, zeros, soft, last_state is None,
                           None, pen(tokens, valid), stop_matcher)
     state = loop.loop(self.params, state, jnp.asarray(n, jnp.int32))

@@ -140,10 +140,10 @@ class StopMatcher:
             active & hit)
 
 
-def matcher(stops: Sequence[str], token_bytes: tuple[np.ndarray, np.ndarray, np.ndarray],
-            batch: int) -> StopMatcher:
+def matcher(stops: Sequence[str], token_bytes: tuple, batch: int) -> StopMatcher:
   """The StopMatcher of `stops` for a batch of rows, all at the start state;
-  token_bytes: (bytes, start, len) of the vocabulary (Gemma4Tokenizer.token_bytes())."""
+  token_bytes: (bytes, start, len) of the vocabulary (Gemma4Tokenizer.token_bytes(), as
+  numpy arrays or already on the device)."""
   delta, match = automaton(stops)
   size = next((b for b in STATE_BUCKETS if b >= len(match)), None)
   if size is None:
