@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gemma4 import audio as _audio
+from gemma4 import compilation
 from gemma4 import images as _images
 from gemma4 import media
 from gemma4 import quant
@@ -33,7 +34,7 @@ from gemma4.stops import StopMatcher, StopText, check_stop, cut, matcher
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
 from gemma4.transformer import forward
 
-_jit = functools.partial(jax.jit, compiler_options=quant.COMPILER_OPTIONS)
+_jit = compilation.jit
 
 
 @jax.tree_util.register_dataclass

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gemma4 import compilation
 from gemma4 import quant
 from gemma4 import sampling as _sampling
 from gemma4.kv_cache import KVCache, can_truncate, init_cache, put_row, take_row, truncate
@@ -41,7 +42,7 @@ from gemma4.media import AUDIO_SLOT, IMAGE_SLOT
 from gemma4.sampler import EncodedPrompt, Gemma4Sampler, normalize_rng
 from gemma4.transformer import forward
 
-_jit = functools.partial(jax.jit, compiler_options=quant.COMPILER_OPTIONS)
+_jit = compilation.jit
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
