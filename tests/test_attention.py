@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gemma4.attention import (BLOCK, Keys, attend, attend_parts, make_mask, values_last,
+from gemma4.attention import (BLOCK, PER_HEAD_MAX, Keys, attend, attend_parts, make_mask, values_last,
                               vision_blocks)
 
 
@@ -70,10 +70,10 @@ def test_grouped_query_attention_within_1e5():
                              rtol=0)  # measured 3.4e-7
 
 
-def _parts_case(rng, s_cache, t=3, b=2):
-  q = rng.standard_normal((b, t, 4, 8))
-  kc, vc = rng.standard_normal((2, b, s_cache, 2, 8))
-  kn, vn = rng.standard_normal((2, b, t, 2, 8))
+def _parts_case(rng, s_cache, t=3, b=2, heads=4, kv_heads=2):
+  q = rng.standard_normal((b, t, heads, 8))
+  kc, vc = rng.standard_normal((2, b, s_cache, kv_heads, 8))
+  kn, vn = rng.standard_normal((2, b, t, kv_heads, 8))
   mask_c = rng.random((b, t, s_cache)) < 0.5
   mask_n = np.tril(np.ones((t, t), bool))[None].repeat(b, 0)
   return q, (kc, vc, mask_c), (kn, vn, mask_n)
@@ -118,6 +118,22 @@ def test_cache_read_in_blocks_up_to_used_within_1e5(s_cache, used):
   rng = np.random.default_rng(2)
   q, cache, new = _parts_case(rng, s_cache)
   kc, vc, mask_c = cache
+  got = _attend_two(q, cache, new, used=used)
+  joined = [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
+                           axis=-1 if i == 2 else 1)
+            for i, (a, b) in enumerate(zip(cache, new))]
+  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('heads, kv_heads', [(4, 1), (4, 2), (2, 2), (8, 1), (8, 4)])
+def test_one_query_head_by_head_equals_one_softmax_within_1e5(heads, kv_heads):
+  """A decode step's query (batch 1, one token) over a cache part read in blocks and a
+  new part: with at most PER_HEAD_MAX query heads its products run head by head, above
+  it as one grouped product; both equal one softmax over the keys joined (numpy)."""
+  assert 4 <= PER_HEAD_MAX < 8  # (4, *) and (2, 2) run head by head, (8, *) grouped
+  rng = np.random.default_rng(3)
+  used = BLOCK + 5
+  q, cache, new = _parts_case(rng, BLOCK + 40, t=1, b=1, heads=heads, kv_heads=kv_heads)
   got = _attend_two(q, cache, new, used=used)
   joined = [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
                            axis=-1 if i == 2 else 1)
