@@ -35,8 +35,9 @@ from gemma4 import quant
 # - 512-bit vectors in the loops XLA CPU writes itself (its default prefers 256 on
 #   processors with AVX-512). Those loops are decode's one-row products, which read int8
 #   weights and convert them in registers: on a 2-core Xeon with AVX-512 the 262144 x 640
-#   LM head takes 9.5 ms instead of 13.4, and the 270M's int8 decode runs at 1.45x
-#   (bench/vector_width.txt). A processor without AVX-512 ignores it.
+#   LM head takes 10.2 ms instead of 14.3, and the 270M's int8 decode runs at 1.39-1.47x;
+#   its first call compiles 1.6 s longer, 7.7 s instead of 6.1 (bench/vector_width.txt).
+#   A processor without AVX-512 ignores it.
 OPTIONS = {**quant.COMPILER_OPTIONS, 'xla_cpu_prefer_vector_width': '512'}
 jit = functools.partial(jax.jit, compiler_options=OPTIONS)
 
