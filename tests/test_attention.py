@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gemma4.attention import (BLOCK, PER_HEAD_MAX, Keys, attend, attend_parts, make_mask, values_last,
-                              vision_blocks)
+from gemma4.attention import (BLOCK, PER_HEAD_MAX, Keys, attend, attend_parts, make_mask,
+                              values_last, vision_blocks)
 
 
 def test_sliding_mask_covers_window_keys_itself_included():
@@ -98,15 +98,21 @@ def _attend_two(q, cache, new, used=None):
   return attend_parts(f(q), parts, mask_of)
 
 
+def _joined(cache, new, used=None):
+  """The first `used` (default: all) cache keys, values and mask columns joined with the
+  new part's."""
+  return [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
+                         axis=-1 if i == 2 else 1)
+          for i, (a, b) in enumerate(zip(cache, new))]
+
+
 def test_attention_over_parts_equals_one_softmax_within_1e5():
   """A cache part and a new part, merged as flash attention merges blocks, against one
   softmax over the keys joined (numpy)."""
   rng = np.random.default_rng(1)
   q, cache, new = _parts_case(rng, 37)
   got = _attend_two(q, cache, new)
-  joined = [np.concatenate([a, b], axis=-1 if i == 2 else 1)
-            for i, (a, b) in enumerate(zip(cache, new))]
-  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(got, np_attention(q, *_joined(cache, new)), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize('s_cache, used', [(2500, 2500), (2500, 1500), (2500, 2049),
@@ -117,12 +123,9 @@ def test_cache_read_in_blocks_up_to_used_within_1e5(s_cache, used):
   first `used` cache slots and the new keys (numpy)."""
   rng = np.random.default_rng(2)
   q, cache, new = _parts_case(rng, s_cache)
-  kc, vc, mask_c = cache
   got = _attend_two(q, cache, new, used=used)
-  joined = [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
-                           axis=-1 if i == 2 else 1)
-            for i, (a, b) in enumerate(zip(cache, new))]
-  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(got, np_attention(q, *_joined(cache, new, used)), atol=1e-5,
+                             rtol=0)
 
 
 @pytest.mark.parametrize('heads, kv_heads', [(4, 1), (4, 2), (2, 2), (8, 1), (8, 4)])
@@ -135,7 +138,5 @@ def test_one_query_head_by_head_equals_one_softmax_within_1e5(heads, kv_heads):
   used = BLOCK + 5
   q, cache, new = _parts_case(rng, BLOCK + 40, t=1, b=1, heads=heads, kv_heads=kv_heads)
   got = _attend_two(q, cache, new, used=used)
-  joined = [np.concatenate([a[..., :used, :, :] if i < 2 else a[..., :used], b],
-                           axis=-1 if i == 2 else 1)
-            for i, (a, b) in enumerate(zip(cache, new))]
-  np.testing.assert_allclose(got, np_attention(q, *joined), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(got, np_attention(q, *_joined(cache, new, used)), atol=1e-5,
+                             rtol=0)

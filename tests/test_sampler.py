@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gemma4
+from gemma4 import compilation
 from gemma4 import sampling
 from gemma4 import stops as stops_lib
 from gemma4.stops import StopText
@@ -274,7 +275,6 @@ def test_sample_stop_rows_stop_on_their_own_and_values_do_not_recompile(model, t
 def test_sample_stop_is_checked_before_any_compute(model, tok):
   """A bad stop= raises before anything is compiled: the sampler has a cache length no
   other test uses, so a prefill would compile a program of its own."""
-  from gemma4 import compilation
   s = make(model, tok, cache_length=48)
   before = compilation.compile_seconds()
   for bad in ([''], 3, [], ['a', None]):

@@ -117,11 +117,11 @@ PER_HEAD_MAX = 4
 def _per_head(qg: jax.Array) -> bool:
   """Whether the query's two products run as one one-row product per query head. XLA CPU
   runs a one-row product as a loop of its own over the keys or values as they lie; the
-  grouped product of G query heads goes to its matrix library, whose call costs about
-  0.1 ms at any size. The Gemma 3 270M (4 query heads, 1 kv head) decodes 1.24x faster
-  head by head, and its first call compiles 0.7 s longer (bench/attention_heads.txt).
-  With 8 query heads, an E2B-shaped model gained nothing (18.5 against 19.1 tokens/s,
-  one run each, not kept) and compiled 0.5 s longer: hence PER_HEAD_MAX."""
+  grouped product of G query heads goes to its matrix library, a call with a cost of its
+  own whatever the size. The Gemma 3 270M (4 query heads, 1 kv head) decodes 1.24x
+  faster head by head, and its first call compiles 0.7 s longer
+  (bench/attention_heads.txt). More heads mean more products to compile and no gain
+  has been recorded for them, hence PER_HEAD_MAX."""
   b, t, kh, g, _ = qg.shape
   return b == 1 and t == 1 and kh * g <= PER_HEAD_MAX
 
