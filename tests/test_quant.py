@@ -66,20 +66,24 @@ def test_chunks_split_long_rows_into_equal_contiguous_parts():
 
 def test_dot_equals_the_dequantized_product_within_1e_5_for_every_row_count():
   """One row (materialized), a few, ROW_BLOCK, the row-blocked range (65-256 rows, a
-  partial last block included) and beyond it; one and three column chunks; leading
-  axes kept. Relative to the largest output, against a float64 product."""
+  partial last block included) and beyond it; one and three column chunks; one output
+  axis and two (as the gate/up [2, F, D] weights); leading axes kept. Relative to the
+  largest output, against a float64 product."""
   rng = np.random.default_rng(2)
-  for k in (640, 6144):
-    w = rng.standard_normal((96, k)).astype(np.float32)
-    t = quant.quantize(w, quant.Layout((0, 1), 1))
-    ref_w = np.asarray(t.dequantize(), np.float64)
+  for k, out, layout in ((640, (96,), quant.Layout((0, 1), 1)),
+                         (6144, (96,), quant.Layout((0, 1), 1)),
+                         (640, (2, 48), quant.Layout((0, 1, 2), 2))):
+    w = rng.standard_normal((*out, k)).astype(np.float32)
+    t = quant.quantize(w, layout)
+    ref_w = np.asarray(t.dequantize(), np.float64).reshape(96, k)
     for m in (1, 3, quant.ROW_BLOCK, quant.ROW_BLOCK + 1, 130, 4 * quant.ROW_BLOCK,
               4 * quant.ROW_BLOCK + 3):
       x = rng.standard_normal((m, k)).astype(np.float32)
       want = x @ ref_w.T
       got = np.asarray(jax.jit(quant.dot)(jnp.asarray(x)[None], t))[0]
-      assert got.shape == (m, 96)
-      assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (k, m)
+      assert got.shape == (m, *out)
+      got = got.reshape(m, 96)
+      assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (k, out, m)
 
 
 @pytest.mark.parametrize('preset', PRESETS)
