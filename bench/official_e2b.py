@@ -1,6 +1,7 @@
 """Speed and memory of the OFFICIAL gm.text.Gemma4Sampler (gemma==4.0.1) on an
 E2B-shaped model: the gm.nn.Gemma4_E2B config cut to its first 10 layers (their
-attention types), KV-cache sharing and the shared-layer wide MLP off, random bfloat16
+attention types), KV-cache sharing and the shared-layer wide MLP off (with `--layers 35`:
+the whole E2B config, KV sharing and all), random bfloat16
 weights built by gemma4 (`Model.init`, NumPy RNG; the official tree, so the same
 weights can be given to gemma4.Gemma4Sampler), the 262144-piece test tokenizer of
 tests/tokenizer_util.py, greedy, CPU. Not a test: prints ONE JSON line at the end.
@@ -70,6 +71,8 @@ def prompt_of(tok, target: int) -> tuple[str, int]:
 
 def official_config(n_layers: int):
   base = gm.nn.Gemma4_E2B.config
+  if n_layers == base.num_layers:  # full E2B: its KV sharing and wide shared-layer MLP kept
+    return base
   return dataclasses.replace(base, attention_types=tuple(base.attention_types[:n_layers]),
                              kv_cache_sharing_config=None, override_kv_shared_ffw_hidden=None)
 
@@ -105,8 +108,10 @@ def main():
 
   t0 = time.perf_counter()
   base = gemma4.models.Gemma4_E2B(dtype=jnp.bfloat16)
-  cfg = dataclasses.replace(base.config, layer_types=base.config.layer_types[:args.layers],
-                            num_kv_shared_layers=0, kv_shared_hidden_dim=None)
+  full = args.layers == base.config.num_layers
+  cfg = base.config if full else dataclasses.replace(
+      base.config, layer_types=base.config.layer_types[:args.layers], num_kv_shared_layers=0,
+      kv_shared_hidden_dim=None)
   model = dataclasses.replace(base, config=cfg, name=f'e2b_{args.layers}_layers')
   params = jax.block_until_ready(model.init(0))
   load_s = time.perf_counter() - t0
@@ -146,7 +151,8 @@ def main():
 
   print(json.dumps(dict(
       engine=f'official gemma {_version()} Gemma4Sampler (bfloat16)',
-      model=f'E2B config, first {args.layers} layers, no KV sharing, random weights',
+      model=('E2B config (35 layers, KV sharing), random weights' if full else
+             f'E2B config, first {args.layers} layers, no KV sharing, random weights'),
       layers=args.layers, load_s=round(load_s, 2), peak_mib=round(vm_hwm_mib(), 1),
       param_bytes=param_bytes, first_call_s=round(first_call_s, 3),
       fixed_s=round(fixed_s, 3), prefill100_tps=round(n_100 / t100, 2),

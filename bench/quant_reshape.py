@@ -11,7 +11,7 @@ gemma4.compilation.OPTIONS; the two forms alternate, median of 5 warm calls per 
 median (min-max) over the rounds.
 
 Not a test: `.venv/bin/python bench/quant_reshape.py [--rounds 3]`; output kept in
-bench/quant_reshape.txt.
+bench/quant_reshape.txt, with bench/before_after.py's end-to-end run.
 """
 
 from __future__ import annotations

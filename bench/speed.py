@@ -22,10 +22,12 @@ every figure is the median over the rounds with its spread (min-max). Greedy dec
   peak RSS      the process's high-water mark; KV bytes: the cache of 4096 tokens
 Models: the real Gemma 3 270M (the default model, its Q4_K_M GGUF for every engine); an
 E2B-shaped model (E2B width, first 10 layers, no KV sharing, random weights), gemma4 vs
-the official sampler (bench/official_e2b.py in the oracle environment).
+the official sampler (bench/official_e2b.py in the oracle environment); with --full-e2b,
+full E2B (35 layers, KV sharing, random weights), one round. A child is stopped when the
+machine runs short of memory (MIN_AVAILABLE_MIB), and its figures say so.
 
 Not a test. Run: .venv/bin/python bench/speed.py [--rounds 3] [--llama-python PATH]
-  [--oracle-python PATH] [--only 270m|e2b]
+  [--oracle-python PATH] [--only 270m|e2b] [--e2b-rounds N] [--full-e2b]
 llama.cpp: llama-cpp-python in the interpreter given by --llama-python
 (`python3 -m venv ~/.cache/gemma4/llama-venv && ~/.cache/gemma4/llama-venv/bin/pip install
 llama-cpp-python`; on a CPU with AMX, where its native build's AMX kernels crashed in the
@@ -44,6 +46,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,9 +96,11 @@ else:  # E2B-shaped, random weights: a bf16 "checkpoint" made and converted leaf
   import dataclasses
   from gemma4.params import flatten, unflatten, is_encoder
   base = gemma4.models.Gemma4_E2B(dtype=jnp.bfloat16)
-  cfg = dataclasses.replace(base.config, layer_types=base.config.layer_types[:ARGS['layers']],
-                            num_kv_shared_layers=0, kv_shared_hidden_dim=None)
-  model = dataclasses.replace(base, config=cfg, name='e2b_shaped',
+  full = ARGS['layers'] == base.config.num_layers  # full E2B: KV sharing kept
+  cfg = base.config if full else dataclasses.replace(
+      base.config, layer_types=base.config.layer_types[:ARGS['layers']], num_kv_shared_layers=0,
+      kv_shared_hidden_dim=None)
+  model = dataclasses.replace(base, config=cfg, name='e2b' if full else 'e2b_shaped',
                               dtype=jnp.bfloat16 if fmt != 'float32' else jnp.float32)
   rng = np.random.default_rng(0)
   flat = {}
@@ -282,18 +287,42 @@ print(json.dumps(res))
 '''
 
 
+# A child is stopped when the machine's available memory falls below this: the official
+# sampler on full E2B peaks near 22 GiB, and a machine out of memory kills what it likes.
+MIN_AVAILABLE_MIB = 1024
+
+
+def _available_mib() -> float:
+  for line in open('/proc/meminfo'):
+    if line.startswith('MemAvailable:'):
+      return int(line.split()[1]) / 1024
+  return float('inf')
+
+
 def _child(python, code, args, env=None, timeout=1800):
-  """Runs `code` (or, for a list, that script and its flags) in a fresh `python`."""
+  """Runs `code` (or, for a list, that script and its flags) in a fresh `python`; stops
+  it after `timeout` s, or when the machine has less than MIN_AVAILABLE_MIB available."""
   t0 = time.perf_counter()
   cmd = [python, *code] if isinstance(code, list) else [python, '-c', code, json.dumps(args)]
-  try:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
-  except subprocess.TimeoutExpired:
-    return {'error': f'timed out after {timeout} s'}
-  if out.returncode != 0:
-    lines = (out.stderr.strip() or f'exit {out.returncode}').splitlines()
+  with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=ROOT, env=env)
+    stopped = None
+    while proc.poll() is None:
+      if time.perf_counter() - t0 > timeout:
+        stopped = f'timed out after {timeout} s'
+      elif _available_mib() < MIN_AVAILABLE_MIB:
+        stopped = f'stopped: the machine had under {MIN_AVAILABLE_MIB} MiB of memory left'
+      if stopped:
+        proc.kill()
+        proc.wait()
+        return {'error': stopped}
+      time.sleep(0.25)
+    out.seek(0), err.seek(0)
+    stdout, stderr = out.read(), err.read()
+  if proc.returncode != 0:
+    lines = (stderr.strip() or f'exit {proc.returncode}').splitlines()
     return {'error': lines[-1][:200]}
-  r = json.loads(out.stdout.strip().splitlines()[-1])
+  r = json.loads(stdout.strip().splitlines()[-1])
   r['wall_s'] = time.perf_counter() - t0
   return r
 
@@ -391,6 +420,8 @@ def main():
   ap.add_argument('--only', choices=('270m', 'e2b'))
   ap.add_argument('--e2b-layers', type=int, default=10)
   ap.add_argument('--e2b-rounds', type=int, help='rounds of the E2B-shaped model (default: --rounds)')
+  ap.add_argument('--full-e2b', action='store_true',
+                  help='also full E2B (35 layers, KV sharing), gemma4 and the official, one round')
   ap.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
   args = ap.parse_args()
   llama = args.llama_python if os.path.exists(args.llama_python) else None
@@ -420,10 +451,19 @@ def main():
       script = [os.path.join(HERE, 'official_e2b.py'), '--layers', str(args.e2b_layers),
                 '--new', str(e2b['new']), '--cache-length', str(e2b['cache'])]
       plan['E2B-shaped']['official'] = (oracle, script, {}, env)
+  if args.full_e2b and args.only != '270m':  # one round: the official needs ~25 s a call and nearly all the memory
+    full = dict(e2b, layers=35)
+    plan['Full E2B'] = {'gemma4 int8': (sys.executable, _GEMMA4, dict(full, format='int8'))}
+    if oracle:
+      script = [os.path.join(HERE, 'official_e2b.py'), '--layers', '35',
+                '--new', str(full['new']), '--cache-length', str(full['cache'])]
+      plan['Full E2B']['official'] = (oracle, script, {}, env)
   results = {m: {e: [] for e in engines} for m, engines in plan.items()}
   for rnd in range(args.rounds):
     for model, engines in plan.items():
       if model == 'E2B-shaped' and rnd >= (args.e2b_rounds or args.rounds):
+        continue
+      if model == 'Full E2B' and rnd >= 1:
         continue
       for name, spec in engines.items():
         python, code, cargs, *env = spec
@@ -446,7 +486,8 @@ def _ratio(results, model, a, b, key='decode_tps'):
 def _write(results, versions, args):
   lines = ['# Speed, side by side', '',
            f'Written by `bench/speed.py` on {time.strftime("%Y-%m-%d")} ({args.rounds} rounds, '
-           f'E2B-shaped: {args.e2b_rounds or args.rounds}; '
+           f'E2B-shaped: {args.e2b_rounds or args.rounds}'
+           f'{"; full E2B: 1" if args.full_e2b else ""}; '
            'engines alternating, each in a fresh process; median (min-max) over rounds).', '',
            '## Machine and versions', '']
   lines += [f'- {k}: {v}' for k, v in versions.items() if v]
@@ -469,7 +510,11 @@ def _write(results, versions, args):
                            ('E2B-shaped', 'gemma4 int8', 'official', 'decode_tps'),
                            ('E2B-shaped', 'gemma4 int8', 'official', 'prefill1000_tps'),
                            ('E2B-shaped', 'gemma4 int8', 'official', 'first_call_s'),
-                           ('E2B-shaped', 'gemma4 int8', 'official', 'peak_mib')]:
+                           ('E2B-shaped', 'gemma4 int8', 'official', 'peak_mib'),
+                           ('Full E2B', 'gemma4 int8', 'official', 'decode_tps'),
+                           ('Full E2B', 'gemma4 int8', 'official', 'prefill1000_tps'),
+                           ('Full E2B', 'gemma4 int8', 'official', 'first_call_s'),
+                           ('Full E2B', 'gemma4 int8', 'official', 'peak_mib')]:
     if model in results:
       r = _ratio(results, model, a, b, key)
       if r is not None:
