@@ -92,48 +92,10 @@ if model_name == '270m':
   ck = gemma4.load_default(progress=False, quantize=q,
                            dtype=None if fmt == 'int8' else getattr(jnp, fmt))
   model, params, tok = ck
-else:  # E2B-shaped, random weights: a bf16 "checkpoint" made and converted leaf by leaf
-  import dataclasses
-  from gemma4.params import flatten, unflatten, is_encoder
-  base = gemma4.models.Gemma4_E2B(dtype=jnp.bfloat16)
-  full = ARGS['layers'] == base.config.num_layers  # full E2B: KV sharing kept
-  cfg = base.config if full else dataclasses.replace(
-      base.config, layer_types=base.config.layer_types[:ARGS['layers']], num_kv_shared_layers=0,
-      kv_shared_hidden_dim=None)
-  model = dataclasses.replace(base, config=cfg, name='e2b' if full else 'e2b_shaped',
-                              dtype=jnp.bfloat16 if fmt != 'float32' else jnp.float32)
-  rng = np.random.default_rng(0)
-  flat = {}
-  import ml_dtypes
-  for path, s in flatten(model.param_specs()).items():  # the draws of gemma4.params.init_params
-    layout = quant.layout_for(path)
-    if s.init == 'embed' and fmt == 'int8':  # the big tables in row blocks, as a load reads them
-      rows, k = s.shape[0], int(np.prod(s.shape[layout.n_out:]))
-      values = np.empty((rows, *s.shape[1:layout.n_out], k), np.int8)
-      scale = np.empty(s.shape[:layout.n_out], np.float32)
-      for a in range(0, rows, 8192):
-        b = min(rows, a + 8192)
-        x = (0.25 * rng.standard_normal((b - a, *s.shape[1:]), dtype=np.float32)).astype(ml_dtypes.bfloat16)
-        values[a:b], scale[a:b] = quant.quantize_rows(x.reshape(b - a, *s.shape[1:layout.n_out], k))
-      flat[path] = quant.from_rows(values, scale, s.shape, layout)
-      del values, scale
-      continue
-    if s.init in ('ones', 'zeros'):
-      x = float(s.init == 'ones') + 0.1 * rng.standard_normal(s.shape)
-    elif s.init == 'embed':
-      x = 0.25 * rng.standard_normal(s.shape, dtype=np.float32)
-    else:
-      fan_in = int(np.prod([s.shape[a] for a in s.fan_in_axes]))
-      x = rng.standard_normal(s.shape, dtype=np.float32) * fan_in ** -0.5
-    x = x.astype(ml_dtypes.bfloat16)  # the checkpoint's bf16 values
-    if fmt == 'int8' and layout is not None:
-      flat[path] = quant.quantize(x, layout)
-    else:
-      flat[path] = jnp.asarray(x, model.dtype)
-    del x
-  params = unflatten(flat)
-  from tests import tokenizer_util  # the tokenizer official_e2b.py uses (262144 pieces)
-  tok = gemma4.Gemma4Tokenizer(str(tokenizer_util.build('/tmp/gemma4_bench_tok.model')))
+else:  # E2B-shaped (or full E2B), random weights: a bf16 "checkpoint" converted leaf by leaf
+  sys.path.insert(0, os.path.join(os.getcwd(), 'bench'))
+  import e2b_shaped
+  model, params, tok = e2b_shaped.build(ARGS['layers'], fmt)
 load_s = time.perf_counter() - t0
 load_peak = rss()
 param_bytes = quant.nbytes(params)

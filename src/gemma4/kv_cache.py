@@ -8,6 +8,7 @@ Local (sliding) layers keep a ring buffer of `min(window, length)` slots, global
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,14 @@ def init_cache(cfg: TransformerConfig, batch_size: int, length: int,
       raise ValueError(f'the cache {name} must be an int >= 1, got {value!r}')
   if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
     raise ValueError(f'cache dtype must be a float dtype, got {jnp.dtype(dtype).name}')
+  return _empty(cfg, int(batch_size), int(length), jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _empty(cfg: TransformerConfig, batch_size: int, length: int, dtype) -> KVCache:
+  """The empty cache, made by one program: made op by op, every buffer shape compiled a
+  program of its own the first time (an E2B-shaped cache of 4096: 240 ms, of a first
+  sample() call's 7-8 s; bench/first_call.txt)."""
   ks, vs = [], []
   for i, kind in enumerate(cfg.layer_types):
     if cfg.is_kv_shared(i):
