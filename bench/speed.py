@@ -376,6 +376,7 @@ def _plot(results: dict[str, dict[str, list[dict]]], path: str) -> None:
 
 
 def main():
+  global MIN_AVAILABLE_MIB
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument('--rounds', type=int, default=3)
   ap.add_argument('--llama-python', default=os.path.expanduser('~/.cache/gemma4/llama-venv/bin/python'))
@@ -389,7 +390,6 @@ def main():
   ap.add_argument('--min-available-mib', type=int, default=MIN_AVAILABLE_MIB,
                   help='stop a child when the machine has less memory available than this')
   args = ap.parse_args()
-  global MIN_AVAILABLE_MIB
   MIN_AVAILABLE_MIB = args.min_available_mib
   llama = args.llama_python if os.path.exists(args.llama_python) else None
   oracle = args.oracle_python if os.path.exists(args.oracle_python) else None
