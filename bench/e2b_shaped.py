@@ -22,18 +22,23 @@ from gemma4.params import flatten, unflatten
 TOKENIZER = '/tmp/gemma4_bench_tok.model'
 
 
+def model(layers: int = 10, dtype=jnp.bfloat16) -> gemma4.models.Model:
+  """E2B's first `layers` layers, KV sharing and the wider MLP of shared layers off; with
+  all of its layers, E2B itself."""
+  base = gemma4.models.Gemma4_E2B(dtype=dtype)
+  if layers == base.config.num_layers:
+    return dataclasses.replace(base, name='e2b')
+  cfg = dataclasses.replace(base.config, layer_types=base.config.layer_types[:layers],
+                            num_kv_shared_layers=0, kv_shared_hidden_dim=None)
+  return dataclasses.replace(base, config=cfg, name=f'e2b_{layers}_layers')
+
+
 def build(layers: int = 10, fmt: str = 'int8'):
   """(model, params, tokenizer); fmt: 'int8', 'float32' or 'bfloat16'."""
-  base = gemma4.models.Gemma4_E2B(dtype=jnp.bfloat16)
-  full = layers == base.config.num_layers  # full E2B: KV sharing kept
-  cfg = base.config if full else dataclasses.replace(
-      base.config, layer_types=base.config.layer_types[:layers], num_kv_shared_layers=0,
-      kv_shared_hidden_dim=None)
-  model = dataclasses.replace(base, config=cfg, name='e2b' if full else 'e2b_shaped',
-                              dtype=jnp.bfloat16 if fmt != 'float32' else jnp.float32)
+  m = model(layers, jnp.float32 if fmt == 'float32' else jnp.bfloat16)
   rng = np.random.default_rng(0)
   flat = {}
-  for path, s in flatten(model.param_specs()).items():
+  for path, s in flatten(m.param_specs()).items():
     layout = quant.layout_for(path)
     if s.init == 'embed' and fmt == 'int8':  # the big tables in row blocks
       rows, k = s.shape[0], int(np.prod(s.shape[layout.n_out:]))
@@ -59,9 +64,9 @@ def build(layers: int = 10, fmt: str = 'int8'):
     if fmt == 'int8' and layout is not None:
       flat[path] = quant.quantize(x, layout)
     else:
-      flat[path] = jnp.asarray(x, model.dtype)
+      flat[path] = jnp.asarray(x, m.dtype)
     del x
   params = unflatten(flat)
   from tests import tokenizer_util  # the tokenizer official_e2b.py uses
   tok = gemma4.Gemma4Tokenizer(str(tokenizer_util.build(TOKENIZER)))
-  return model, params, tok
+  return m, params, tok

@@ -2,7 +2,7 @@
 its time on, in a fresh process with the compilation cache off: JAX's own compile events
 (trace, lowering to MLIR, XLA's compile) per program, in the order they happen, against
 the call's wall time; and the empty KV cache made by one program (kv_cache.init_cache)
-against op by op (the same function unjitted, in the same process before it).
+against op by op (the same call under jax.disable_jit, in the same process before it).
 
 Not a test: `.venv/bin/python bench/first_call.py`; output kept in bench/first_call.txt.
 """
@@ -31,13 +31,14 @@ def main():
   model, params, tok = e2b_shaped.build(10, 'int8')
   jnp.zeros(1).block_until_ready()
   cfg = model.config
-  lines = [f'$ .venv/bin/python bench/first_call.py',
+  lines = ['$ .venv/bin/python bench/first_call.py',
            f'# {time.strftime("%Y-%m-%d")}, {platform.processor() or platform.machine()}, '
            f'{os.cpu_count()} cores; JAX {jax.__version__} on {jax.default_backend()}', '',
            '## The empty KV cache (E2B-shaped, 1 row, 4096 tokens, float32), first call', '']
-  for name, make in (('op by op', kv_cache._empty.__wrapped__), ('one program', kv_cache._empty)):
+  for name, eager in (('op by op', True), ('one program', False)):
     t = time.perf_counter()
-    jax.block_until_ready(make(cfg, 1, 4096, jnp.dtype(jnp.float32)))
+    with jax.disable_jit(eager):
+      jax.block_until_ready(kv_cache.init_cache(cfg, 1, 4096, jnp.float32))
     lines.append(f'- {name}: {(time.perf_counter() - t) * 1e3:.0f} ms')
 
   events = []

@@ -39,8 +39,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from gemma import gm  # noqa: E402
 
-import gemma4  # noqa: E402
 from tests import tokenizer_util  # noqa: E402
+
+import e2b_shaped  # noqa: E402  (bench/: the gemma4 side of the model)
 
 WORDS = ' '.join(tokenizer_util.CORPUS.split('\n')).split()
 END_TOKENS = [1, 106, 50]  # EOS, END_OF_TURN, BEGIN_OF_TOOL_RESPONSE: ended the loop
@@ -107,12 +108,8 @@ def main():
   assert n_1000 + args.max_out_length <= args.cache_length, 'cache_length too small'
 
   t0 = time.perf_counter()
-  base = gemma4.models.Gemma4_E2B(dtype=jnp.bfloat16)
-  full = args.layers == base.config.num_layers
-  cfg = base.config if full else dataclasses.replace(
-      base.config, layer_types=base.config.layer_types[:args.layers], num_kv_shared_layers=0,
-      kv_shared_hidden_dim=None)
-  model = dataclasses.replace(base, config=cfg, name=f'e2b_{args.layers}_layers')
+  model = e2b_shaped.model(args.layers)
+  cfg, full = model.config, model.name == 'e2b'
   params = jax.block_until_ready(model.init(0))
   load_s = time.perf_counter() - t0
   param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))

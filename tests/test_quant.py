@@ -66,13 +66,14 @@ def test_chunks_split_long_rows_into_equal_contiguous_parts():
 
 def test_dot_equals_the_dequantized_product_within_1e_5_for_every_row_count():
   """One row (materialized), a few, ROW_BLOCK, the row-blocked range (65-256 rows, a
-  partial last block included) and beyond it; one and three column chunks; one output
-  axis and two (as the gate/up [2, F, D] weights); leading axes kept. Relative to the
+  partial last block included) and beyond it; one and three column chunks, each with
+  one output axis and with two (as the gate/up [2, F, D] weights); leading axes kept. Relative to the
   largest output, against a float64 product."""
   rng = np.random.default_rng(2)
   for k, out, layout in ((640, (96,), quant.Layout((0, 1), 1)),
                          (6144, (96,), quant.Layout((0, 1), 1)),
-                         (640, (2, 48), quant.Layout((0, 1, 2), 2))):
+                         (640, (2, 48), quant.Layout((0, 1, 2), 2)),
+                         (6144, (2, 48), quant.Layout((0, 1, 2), 2))):
     w = rng.standard_normal((*out, k)).astype(np.float32)
     t = quant.quantize(w, layout)
     ref_w = np.asarray(t.dequantize(), np.float64).reshape(96, k)

@@ -225,21 +225,24 @@ def _product(xs: jax.Array, values: jax.Array) -> jax.Array:
   """xs [M, C, Kc] float32 times int8 values [C, *out, Kc], unscaled: [M, prod(out)]."""
   c, *out, kc = values.shape
   o = int(np.prod(out))
-  if c == 1:
-    w = values.reshape(o, kc)
+
+  def times(x, w):  # x [M, Kc] times one chunk w [*out, Kc]
+    w = w.reshape(o, kc)
     if xs.shape[0] > 1:
       # Two or more rows go to XLA CPU's matrix library, which converts the int8 weight as
-      # it packs it only when the weight it gets is [out, in] as stored: XLA moves a
-      # reshape of several output axes ([2, F, D], [N, H, D]) after the conversion, and
-      # the library then converts the whole weight first. The barrier keeps the reshape
-      # on the int8 weight (a free view). [2, 6144, 1536] times 8 rows: 26.5 -> 3.7 ms;
-      # 128 rows: 63.9 -> 26.3 ms (bench/quant_reshape.txt).
+      # it packs it only when it gets the weight as [out, in]: XLA moves a reshape of
+      # several output axes ([2, F, D], [N, H, D]) after the conversion, and the library
+      # then converts the whole weight first. The barrier keeps the reshape on the int8
+      # weight (a free view): bench/quant_reshape.txt.
       w = jax.lax.optimization_barrier(w)
-    return jnp.dot(xs[:, 0], w.astype(jnp.float32).T)
+    return jnp.dot(x, w.astype(jnp.float32).T)
+
+  if c == 1:
+    return times(xs[:, 0], values)
 
   def chunk(acc, part):
     xc, wc = part
-    return acc + jnp.dot(xc, wc.reshape(o, kc).astype(jnp.float32).T), None
+    return acc + times(xc, wc), None
   y, _ = jax.lax.scan(chunk, jnp.zeros((xs.shape[0], o), jnp.float32),
                       (jnp.swapaxes(xs, 0, 1), values))
   return y
