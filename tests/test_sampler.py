@@ -151,16 +151,60 @@ def test_incremental_text_equals_decoding_all_ids():
     assert not any(p.endswith('\ufffd') for p in pieces)
 
 
+def _programs_compiled(call) -> list[str]:
+  """The programs XLA compiled (or read from the compilation cache) during call()."""
+  names = []
+  def on_event(event, duration, **kw):
+    if event.endswith('/backend_compile_duration'):
+      names.append(kw.get('fun_name'))
+  jax.monitoring.register_event_duration_secs_listener(on_event)
+  try:
+    call()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(on_event)
+  return names
+
+
 def test_recompiles_neither_for_max_new_tokens_nor_within_a_bucket(model, tok):
-  s = make(model, tok)
+  s = make(model, tok, cache_length=80)  # a cache no other test compiles for
+  lengths = {p: len(tok.encode(p, add_bos=True)) for p in (
+      'Hello', 'Hello there, you', 'Hi', 'Hello world, the quick brown fox')}
+  assert list(lengths.values()) == [5, 12, 3, 24]  # buckets 16, 16, 16, 32
   s.sample('Hello', max_new_tokens=3)
-  loop = s._loop(None)
-  n_prefill, n_loop = loop.prefill_owned._cache_size(), loop.loop._cache_size()
-  s.sample('Hello world, the quick brown fox', max_new_tokens=7)  # same 16-token bucket
-  s.sample('Hi', max_new_tokens=1)
-  assert (loop.prefill_owned._cache_size(), loop.loop._cache_size()) == (n_prefill, n_loop)
-  s.sample('Hello world, the quick brown fox jumps over the lazy dog twice', max_new_tokens=2)
-  assert loop.prefill_owned._cache_size() == n_prefill + 1  # the 32 bucket
+  assert _programs_compiled(lambda: (
+      s.sample('Hello there, you', max_new_tokens=7), s.sample('Hi', max_new_tokens=1))) == []
+  longer = _programs_compiled(  # the 32 bucket: the prefill's programs, not the loop
+      lambda: s.sample('Hello world, the quick brown fox', max_new_tokens=2))
+  assert longer and 'jit(loop)' not in longer
+
+
+@pytest.mark.parametrize('chunk', [None, 8])
+def test_split_prefill_samples_what_one_program_samples_within_1e5(tok, monkeypatch, chunk):
+  """A model deep enough for `transformer.split_layers` (8 layers, 2 distinct) prefills
+  through one program per distinct layer; its tokens equal, and its logprobs are within
+  1e-5 of, those of the same sampler prefilling in one program: a first turn, a second
+  turn continuing its state (the cache not owned), in one pass or in chunks of 8."""
+  import dataclasses
+  from gemma4 import sampler as sampler_lib
+  from gemma4 import transformer
+  m = gemma4.models.tiny('31b')
+  m = dataclasses.replace(m, config=dataclasses.replace(
+      m.config, layer_types=('local',) * 3 + ('global',) + ('local',) * 3 + ('global',)))
+  params = m.init(1)
+  if chunk:
+    monkeypatch.setattr(sampler_lib, 'PREFILL_CHUNK', chunk)
+  runs = []
+  for per_program in (4, 100):
+    monkeypatch.setattr(transformer, 'SPLIT_LAYERS_PER_PROGRAM', per_program)
+    assert transformer.split_layers(m.config) == (per_program == 4)
+    s = make((m, params), tok, cache_length=96, pad_length=None)
+    first = s.sample('Hello world, the quick brown fox', max_new_tokens=6, return_state=True)
+    second = s.sample('and then some more words', max_new_tokens=6, last_state=first.state,
+                      return_state=True)
+    runs.append((first, second))
+  for split, whole in zip(*runs):
+    np.testing.assert_array_equal(split.tokens, whole.tokens)
+    np.testing.assert_allclose(split.logprobs, whole.logprobs, atol=1e-5, rtol=0)
 
 
 def test_full_cache_is_reported_not_silent(model, tok):

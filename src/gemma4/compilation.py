@@ -41,6 +41,25 @@ from gemma4 import quant
 OPTIONS = {**quant.COMPILER_OPTIONS, 'xla_cpu_prefer_vector_width': '512'}
 jit = functools.partial(jax.jit, compiler_options=OPTIONS)
 
+
+def part(fn=None, **kwargs):
+  """A function jitted as a part of bigger programs: called with traced arguments (from
+  a jitted caller) it is a nested jit, inlined into the caller's program, which brings
+  the options; called with arrays it is a program of its own, compiled with OPTIONS.
+  kwargs: jax.jit's (static_argnames, donate_argnames...); donation only applies to
+  the program of its own."""
+  if fn is None:
+    return functools.partial(part, **kwargs)
+  nested = jax.jit(fn, **{k: v for k, v in kwargs.items() if not k.startswith('donate')})
+  alone = jit(fn, **kwargs)
+
+  @functools.wraps(fn)
+  def call(*args, **kw):
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
+    return (nested if traced else alone)(*args, **kw)
+  call.nested, call.alone = nested, alone
+  return call
+
 ENV = 'GEMMA4_COMPILE_CACHE'
 # Programs that compile faster than this are not written (one-op programs of eager
 # array code, which compile as fast as they read). The sampler's small programs (its

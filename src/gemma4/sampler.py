@@ -32,7 +32,7 @@ from gemma4.params import unwrap
 from gemma4.sharding import Sharder, to_host
 from gemma4.stops import StopMatcher, StopText, check_stop, cut, matcher
 from gemma4.tokenizer import Gemma3Tokenizer, Gemma4Tokenizer, IncrementalDecoder
-from gemma4.transformer import forward
+from gemma4.transformer import conclude, forward, layers, output_params, split_layers
 
 _jit = compilation.jit
 
@@ -204,6 +204,12 @@ def image_spans(tokens: np.ndarray) -> list[tuple[int, int]]:
   return out
 
 
+@_jit
+def _keep_last(is_last: jax.Array, new: jax.Array, logits: jax.Array) -> jax.Array:
+  """Rows of logits [B, V] where is_last [B] holds replaced by those of new."""
+  return jnp.where(is_last[:, None], new, logits)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Loop:
   """The static part of decoding (hashable, so jitted functions take it as static)."""
@@ -280,12 +286,30 @@ class _Loop:
     return self.pick(logits, state, jnp.ones((b,), bool), allowed)
 
   def prefill(self, params, tokens, valid, cache, rng, out_zeros, soft=None, audio_soft=None,
-              allowed=None, penalties=None, stops=None):
+              allowed=None, penalties=None, stops=None, *, owned: bool):
     """Prompt [B, T] into the cache in one pass; samples the first token from the last.
 
     soft / audio_soft: [B, S, D] image / audio soft tokens for the soft-token slots of
-    `tokens`, or None.
+    `tokens`, or None. owned: the cache is not the caller's (it is written in place; a
+    last_state's cache is kept as it is). One program, or, for a model with
+    `transformer.split_layers`, the decoder's programs (one per distinct layer) and
+    one that ends the pass and samples.
     """
+    args = (allowed, penalties, stops)
+    if not split_layers(self.cfg):
+      whole = self.whole_owned if owned else self.whole_keep
+      return whole(params, tokens, valid, cache, rng, out_zeros, soft, audio_soft, *args)
+    embeds = vision_mask = None
+    if soft is not None or audio_soft is not None:
+      embeds, vision_mask = self.embed(params, tokens, soft, audio_soft)
+    x, ctx, written = layers(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
+                             valid=valid, cache=cache)
+    end = self.end_owned if owned else self.end_keep
+    return end(output_params(params), x, ctx, written, cache, rng, out_zeros, *args)
+
+  def whole(self, params, tokens, valid, cache, rng, out_zeros, soft, audio_soft, allowed,
+            penalties, stops):
+    """`prefill` as one program."""
     embeds = vision_mask = None
     if soft is not None or audio_soft is not None:
       embeds, vision_mask = merge_soft_tokens(params, tokens, soft, audio_soft)
@@ -293,30 +317,38 @@ class _Loop:
                             valid=valid, cache=cache, last_only=True)
     return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties, stops)
 
-  # Given a cache the caller does not hold (a new one), the prompt is written into it in
-  # place; a last_state's cache is kept as it is.
-  prefill_keep = functools.partial(_jit, static_argnums=0)(prefill)
-  prefill_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(prefill)
+  whole_keep = functools.partial(_jit, static_argnums=0)(whole)
+  whole_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(whole)
+
+  def end(self, head, x, ctx, written, cache, rng, out_zeros, allowed, penalties, stops):
+    """`transformer.conclude` of a prompt's pass, and its first token sampled."""
+    logits, cache = conclude(head, self.cfg, x, ctx, cache, written, last_only=True)
+    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties, stops)
+
+  end_keep = functools.partial(_jit, static_argnums=0)(end)
+  end_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(end)
 
   @functools.partial(_jit, static_argnums=0)
   def embed(self, params, tokens, soft, audio_soft):
     """Input embeddings [B, T, D] with the soft tokens at their slots, and the vision mask."""
     return merge_soft_tokens(params, tokens, soft, audio_soft)
 
-  def chunk(self, params, tokens, valid, embeds, vision_mask, cache, logits, is_last):
+  def chunk(self, params, tokens, valid, embeds, vision_mask, cache, logits, is_last, *,
+            owned: bool):
     """One chunk [B, C] of a long prompt into the cache; logits [B, V] of the rows whose
-    last prompt token (is_last [B]) is in this chunk replace those carried in."""
+    last prompt token (is_last [B]) is in this chunk replace those carried in. owned: as
+    for `prefill` (the first chunk must not take over a last_state's cache)."""
     new, cache = forward(params, self.cfg, tokens, embeds=embeds, vision_mask=vision_mask,
-                         valid=valid, cache=cache, last_only=True)
-    return jnp.where(is_last[:, None], new, logits), self.placed(cache)
+                         valid=valid, cache=cache, last_only=True, donate_cache=owned)
+    return _keep_last(is_last, new, logits), cache
 
-  # The first chunk must not take over a cache the caller still holds (a last_state).
-  chunk_keep = functools.partial(_jit, static_argnums=0)(chunk)
-  chunk_owned = functools.partial(_jit, static_argnums=0, donate_argnames='cache')(chunk)
+  @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
+  def jit_placed(self, cache: KVCache) -> KVCache:
+    return self.placed(cache)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
   def jit_start(self, logits, cache, rng, out_zeros, allowed=None, penalties=None, stops=None):
-    return self.start(logits, cache, rng, out_zeros, allowed, penalties, stops)
+    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties, stops)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):
@@ -681,10 +713,11 @@ class Gemma4Sampler:
           return None
         return jnp.pad(x[:, a:b], [(0, 0), (0, size - (b - a))] + [(0, 0)] * (x.ndim - 2))
       is_last = jnp.asarray((lengths > a) & (lengths <= b))
-      step = loop.chunk_owned if owned else loop.chunk_keep
-      logits, cache = step(self.params, part(tokens), part(valid), part(embeds),
-                           part(vision_mask), cache, logits, is_last)
+      logits, cache = loop.chunk(self.params, part(tokens), part(valid), part(embeds),
+                                 part(vision_mask), cache, logits, is_last, owned=owned)
       owned = True
+    if loop.sharder is not None:  # laid out as the rules say, as a decode step returns it
+      cache = loop.jit_placed(cache)
     return logits, cache
 
   def _check_state(self, state, n_prompts: int) -> None:
@@ -715,8 +748,8 @@ class Gemma4Sampler:
     PREFILL_CHUNK tokens, else chunk by chunk (an image of a model whose soft tokens see
     each other both ways is never split). owned: the cache is not the caller's."""
     if tokens.shape[1] <= PREFILL_CHUNK:
-      step = loop.prefill_owned if owned else loop.prefill_keep
-      return step(self.params, tokens, valid, cache, key, zeros, *soft, allowed, penalties, stops)
+      return loop.prefill(self.params, tokens, valid, cache, key, zeros, *soft, allowed,
+                          penalties, stops, owned=owned)
     logits, cache = self._fill(loop, tokens, valid, cache, soft, owned)
     return loop.jit_start(logits, cache, key, zeros, allowed, penalties, stops)
 

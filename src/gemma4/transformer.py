@@ -11,7 +11,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from gemma4 import quant
+from gemma4 import compilation, quant
 from gemma4.attention import Keys, attend_parts, make_mask, values_last, vision_blocks
 from gemma4.config import LOCAL, TransformerConfig
 from gemma4.kv_cache import KVCache, scatter, write_slots
@@ -68,20 +68,32 @@ def _project_kv(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str,
   return rope(k, positions, base, proportion, scale), v
 
 
+def _keys(ctx: dict, kind: str, new_kv: tuple, cached: tuple | None) -> tuple[Keys, ...]:
+  """The keys a layer attends over (`attention.Keys` parts): its cache's (keys, values,
+  slot positions) if any, then the new tokens' (keys, values)."""
+  context = (Keys(new_kv[0], values_last(new_kv[1]), ctx['positions'], ctx['valid'],
+                  ctx['blocks']),)
+  if cached is not None:  # the cached tokens first, then this chunk
+    ck, cv, cpos = cached
+    # A linear (global) cache holds positions below the next one at their own slots.
+    used = ctx['cache_next'] if kind != LOCAL else None
+    context = (Keys(ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos), used),) + context
+  return context
+
+
 def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
-               shared: tuple | None, cached: tuple | None
-               ) -> tuple[jax.Array, tuple, tuple | None]:
+               cached: tuple | None, shared: tuple | None) -> tuple[jax.Array, tuple | None]:
   """One attention layer. x: [B, T, D] -> [B, T, D].
 
-  shared: for a KV-shared layer, the key context of its source layer, else None.
   cached: (keys, values, slot positions) of this layer's cache, or None.
+  shared: for a KV-shared layer, its source layer's new (keys, values) and cached
+    (as above), else None.
   An unshared layer projects K/V for the new tokens and attends over its cache slots and
   them, as two parts of one softmax: the cache is read where it lies, neither joined
   with the new tokens nor written before the caller writes them (a slot a new token
   will take holds a position outside its window, or nothing); a global layer reads its
-  cache only up to the next position. Returns the output, the key context
-  (`attention.Keys` parts) for the layers sharing it, and the new tokens' (keys, values)
-  (None for a shared layer).
+  cache only up to the next position. Returns the output and the new tokens' (keys,
+  values) (None for a shared layer).
   """
   base, proportion, scale = cfg.rope(kind)
   q = head_proj(x, p['q_einsum']['w'])
@@ -92,16 +104,10 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
     q = q * jnp.asarray(cfg.query_scale, q.dtype)
   new_kv = None
   if shared is not None:
-    context = shared
+    context = _keys(ctx, kind, *shared)
   else:
     new_kv = _project_kv(p, x, cfg, kind, ctx['positions'])
-    context = (Keys(new_kv[0], values_last(new_kv[1]), ctx['positions'], ctx['valid'],
-                    ctx['blocks']),)
-    if cached is not None:  # the cached tokens first, then this chunk
-      ck, cv, cpos = cached
-      # A linear (global) cache holds positions below the next one at their own slots.
-      used = ctx['cache_next'] if kind != LOCAL else None
-      context = (Keys(ck, cv, cpos, cpos >= 0, jnp.zeros_like(cpos), used),) + context
+    context = _keys(ctx, kind, new_kv, cached)
   bidir = kind == LOCAL and cfg.bidirectional_vision
 
   def mask_of(k_pos, k_valid, k_block):
@@ -110,7 +116,7 @@ def _attention(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: di
                      ctx['blocks'] if bidir else None, k_block if bidir else None)
 
   out = attend_parts(q, context, mask_of, cfg.attn_logits_softcap)
-  return heads_out(out, p['attn_vec_einsum']['w']), context, new_kv
+  return heads_out(out, p['attn_vec_einsum']['w']), new_kv
 
 
 def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
@@ -131,15 +137,16 @@ def _ffw(p: dict, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
 # each, and XLA inlines the calls, so the compiled program is that of the unrolled
 # stack. (On the 270M, tracing and lowering a stream's programs took 1.66 s per
 # process with the layers unrolled, 0.67 s in blocks: bench/compile_cache.txt.)
-@functools.partial(jax.jit, static_argnames=('cfg', 'kind'))
+@compilation.part(static_argnames=('cfg', 'kind'))
 def _block(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
-           shared: tuple | None, cached: tuple | None, ple: jax.Array | None
-           ) -> tuple[jax.Array, tuple, tuple | None]:
-  """One decoder layer. x: residual [B, T, D]; ple: this layer's per-layer input
-  [B, T, P] or None. Returns the residual after it, its key context and its new
-  (keys, values), as `_attention` gives them."""
+           cached: tuple | None, shared: tuple | None, ple: jax.Array | None
+           ) -> tuple[jax.Array, tuple | None]:
+  """One decoder layer. x: residual [B, T, D]; cached, shared: as `_attention` takes
+  them; ple: this layer's per-layer input [B, T, P] or None. Returns the residual after
+  it and its new (keys, values), as `_attention` gives them. (Only new arrays come
+  out: a program of its own that returned the cache it was given would copy it.)"""
   h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
-  a, context, kv_new = _attention(p['attn'], h, cfg, kind, ctx, shared, cached)
+  a, kv_new = _attention(p['attn'], h, cfg, kind, ctx, cached, shared)
   if cfg.use_post_attn_norm:
     a = rms_norm(a, p['post_attention_norm']['scale'], offset=cfg.norm_offset)
   x = x + a
@@ -151,14 +158,14 @@ def _block(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
     x = x + rms_norm(g, p['post_per_layer_input_norm']['scale'])
   if cfg.skip_scale:
     x = x * p['skip_scale'].astype(x.dtype)
-  return x, context, kv_new
+  return x, kv_new
 
 
 def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
             embeds: jax.Array | None = None, valid: jax.Array | None = None,
             positions: jax.Array | None = None, vision_mask: jax.Array | None = None,
-            cache: KVCache | None = None, last_only: bool = False
-            ) -> tuple[jax.Array, KVCache | None]:
+            cache: KVCache | None = None, last_only: bool = False,
+            donate_cache: bool = False) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder over a chunk of tokens.
 
   tokens: [B, T] int ids (needed for per-layer embeddings; optional otherwise).
@@ -172,12 +179,98 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
     itself bidirectionally on local layers where the config says so.
   cache: a KVCache to attend over and append to, or None.
   last_only: return the logits of each row's last valid token only.
+  donate_cache: called outside jit, the cache's buffers are updated in place (the
+    cache passed in is then used up); inside jit, the caller's program decides.
   Returns logits [B, T, V] (or [B, V]), float32, and the updated cache (None without).
+
+  `layers`, then `conclude`. Inside jit they are part of the caller's program. Outside
+  jit, a model with `split_layers` runs as `layers` describes, then one program that
+  concludes; any other as one program.
   """
+  donate = donate_cache and cache is not None
+  if not split_layers(cfg):
+    whole = _whole_donated if donate else _whole
+    return whole(params, cfg, tokens, embeds, valid, positions, vision_mask, cache, last_only)
+  x, ctx, written = layers(params, cfg, tokens, embeds=embeds, valid=valid,
+                           positions=positions, vision_mask=vision_mask, cache=cache)
+  end = _conclude_donated if donate else _conclude
+  return end(output_params(params), cfg, x, ctx, cache, written, last_only)
+
+
+def _forward(params, cfg, tokens, embeds, valid, positions, vision_mask, cache, last_only):
+  x, ctx, written = layers(params, cfg, tokens, embeds=embeds, valid=valid,
+                           positions=positions, vision_mask=vision_mask, cache=cache)
+  return conclude(params, cfg, x, ctx, cache, written, last_only)
+
+
+_whole = compilation.part(_forward, static_argnames=('cfg', 'last_only'))
+_whole_donated = compilation.part(_forward, static_argnames=('cfg', 'last_only'),
+                                  donate_argnames='cache')
+
+# Outside jit, a model splits its layers into programs of their own when it has at least
+# this many layers per distinct layer program. XLA CPU compiles an unrolled stack in
+# about 0.3 s a layer and a program of its own in a fixed ~0.2-0.7 s more (E2B width,
+# jax 0.10.2), so splitting pays from about 3-4 layers per program on: E2B-shaped (10
+# layers, 2 programs) first call 8.9 -> 8.1 s, full E2B (35 layers, 4) 22.9 -> 18.5 s;
+# a tiny test model (6 layers, 4 programs) compiles 1.5 s as one program and 1.9 s
+# split (bench/first_call.txt).
+SPLIT_LAYERS_PER_PROGRAM = 4
+
+
+def split_layers(cfg: TransformerConfig) -> bool:
+  """Whether `forward` and `layers`, called outside jit, run one program per distinct
+  layer (its kind, and whether it shares another's keys) rather than one for the stack."""
+  distinct = {(kind, src != i) for i, (kind, src) in enumerate(zip(cfg.layer_types, cfg.kv_source))}
+  return cfg.num_layers >= SPLIT_LAYERS_PER_PROGRAM * len(distinct)
+
+
+def layers(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
+           embeds: jax.Array | None = None, valid: jax.Array | None = None,
+           positions: jax.Array | None = None, vision_mask: jax.Array | None = None,
+           cache: KVCache | None = None) -> tuple[jax.Array, dict, dict]:
+  """The decoder's layers over a chunk of tokens (arguments as for `forward`): the last
+  layer's output [B, T, D], the context the layers read (positions, validity) and each
+  unshared layer's new (keys, values) by layer index, which `conclude` takes.
+
+  Two kinds of program make it: the inputs (`_inputs`) and one per distinct layer
+  (`_block`). Inside a jitted caller (the decode loop) XLA inlines them into the
+  caller's program. Called outside jit (a prefill) each runs as a program of its own,
+  so that XLA compiles each distinct layer once rather than the unrolled stack; worth
+  it where `split_layers` says so.
+  """
+  if embeds is None and tokens is None:
+    raise ValueError('forward needs tokens or embeds')
+  if cfg.per_layer_input_dim and tokens is None:
+    raise ValueError('models with per-layer embeddings need tokens alongside embeds')
+  x, ctx, ple = _inputs(params['embedder'], cfg, tokens, embeds, valid, positions, vision_mask,
+                        cache)
+  kv = {}  # each unshared layer's new (keys, values)
+  def cached(i):
+    return None if cache is None else (cache.k[i], cache.v[i], cache.pos[cfg.layer_types[i]])
+  for i, kind in enumerate(cfg.layer_types):
+    src = cfg.kv_source[i]
+    x, kv[i] = _block(params[f'layer_{i}'], x, cfg, kind, ctx,
+                      cached(i) if src == i else None,
+                      (kv[src], cached(src)) if src != i else None,
+                      None if ple is None else ple[i])
+  written = {} if cache is None else {i: kv[i] for i in kv if kv[i] is not None}
+  return x, ctx, written
+
+
+def output_params(params: dict) -> dict:
+  """The part of the parameters `conclude` reads (the final norm, the tied embedding)."""
+  return {'final_norm': params['final_norm'],
+          'embedder': {'input_embedding': params['embedder']['input_embedding']}}
+
+
+@compilation.part(static_argnames=('cfg',))
+def _inputs(embedder: dict, cfg: TransformerConfig, tokens, embeds, valid, positions,
+            vision_mask, cache) -> tuple[jax.Array, dict, tuple | None]:
+  """The residual stream's start [B, T, D], the context every layer reads (positions,
+  validity, vision blocks, the cache's next position) and each layer's per-layer input
+  [B, T, P] (a tuple, or None), as `forward` describes its arguments."""
   if embeds is None:
-    if tokens is None:
-      raise ValueError('forward needs tokens or embeds')
-    embeds = embed(params, tokens)
+    embeds = embed({'embedder': embedder}, tokens)
   b, t, _ = embeds.shape
   if valid is None:
     valid = tokens != 0 if tokens is not None else jnp.ones((b, t), bool)
@@ -189,26 +282,21 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
   ctx = {'positions': positions.astype(jnp.int32), 'valid': valid, 'blocks': blocks}
   if cache is not None:  # every row's cached positions lie below this
     ctx['cache_next'] = jnp.max(cache.next_pos)
-
   ple = None
   if cfg.per_layer_input_dim:
-    if tokens is None:
-      raise ValueError('models with per-layer embeddings need tokens alongside embeds')
-    ple = per_layer_inputs(params, embeds, tokens)
+    ple = per_layer_inputs({'embedder': embedder}, embeds, tokens)
+    ple = tuple(ple[:, :, i] for i in range(cfg.num_layers))
+  return embeds, ctx, ple
 
-  x = embeds
-  contexts, written = {}, {}  # written: each unshared layer's new (keys, values)
-  for i, kind in enumerate(cfg.layer_types):
-    p = params[f'layer_{i}']
-    src = cfg.kv_source[i]
-    cached = None
-    if cache is not None and src == i:
-      cached = (cache.k[i], cache.v[i], cache.pos[kind])
-    x, contexts[i], kv_new = _block(p, x, cfg, kind, ctx, contexts[src] if src != i else None,
-                                    cached, None if ple is None else ple[:, :, i])
-    if cached is not None:
-      written[i] = kv_new
 
+def conclude(params: dict, cfg: TransformerConfig, x: jax.Array, ctx: dict,
+             cache: KVCache | None, written: dict, last_only: bool = False
+             ) -> tuple[jax.Array, KVCache | None]:
+  """After `layers`: the new tokens' keys and values into the cache, and the logits of
+  the last layer's output x [B, T, D], as `forward` returns them. params: at least
+  `output_params`."""
+  valid = ctx['valid']
+  b = x.shape[0]
   new_cache = None
   if cache is not None:
     # The new tokens go in once every layer has read the cache, and what is written
@@ -236,9 +324,14 @@ def forward(params: dict, cfg: TransformerConfig, tokens: jax.Array | None, *,
   if last_only:
     last = jnp.maximum(jnp.sum(valid, axis=-1) - 1, 0)
     x = x[jnp.arange(b), last][:, None]
-  table = params['embedder']['input_embedding']
-  logits = rows_dot(table, x, preferred_element_type=jnp.float32)  # [B, T, V]
+  logits = rows_dot(params['embedder']['input_embedding'], x,
+                    preferred_element_type=jnp.float32)  # [B, T, V]
   logits = softcap(logits, cfg.final_logit_softcap)
   if last_only:
     logits = logits[:, 0]
   return logits, new_cache
+
+
+_conclude_donated = compilation.part(conclude, static_argnames=('cfg', 'last_only'),
+                                     donate_argnames='cache')
+_conclude = compilation.part(conclude, static_argnames=('cfg', 'last_only'))
