@@ -208,12 +208,12 @@ _whole_donated = compilation.part(_forward, static_argnames=('cfg', 'last_only')
                                   donate_argnames='cache')
 
 # Outside jit, a model splits its layers into programs of their own when it has at least
-# this many layers per distinct layer program. XLA CPU compiles an unrolled stack in
-# about 0.3 s a layer and a program of its own in a fixed ~0.2-0.7 s more (E2B width,
-# jax 0.10.2), so splitting pays from about 3-4 layers per program on: E2B-shaped (10
-# layers, 2 programs) first call 8.9 -> 8.1 s, full E2B (35 layers, 4) 22.9 -> 18.5 s;
-# a tiny test model (6 layers, 4 programs) compiles 1.5 s as one program and 1.9 s
-# split (bench/first_call.txt).
+# this many layers per distinct layer program. XLA CPU compiles an unrolled stack at a
+# cost per layer and each program of its own at a fixed cost more (jax 0.10.2), so
+# splitting pays for deep models: first sample() call, split against one program
+# (bench/split_layers.txt): E2B-shaped (10 layers, 2 distinct) 7.19 against 7.74 s,
+# full E2B (35 layers, 4) 18.0 against 21.0 s, a tiny test model (6 layers, 4) 5.90
+# against 4.88 s.
 SPLIT_LAYERS_PER_PROGRAM = 4
 
 
