@@ -57,7 +57,6 @@ def part(fn=None, **kwargs):
   def call(*args, **kw):
     traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
     return (nested if traced else alone)(*args, **kw)
-  call.nested, call.alone = nested, alone
   return call
 
 ENV = 'GEMMA4_COMPILE_CACHE'
