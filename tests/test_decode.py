@@ -169,3 +169,13 @@ def test_forward_outside_jit_equals_one_program_within_1e4(model, split, monkeyp
   np.testing.assert_array_equal(donated, got)
   for a, b in zip(jax.tree.leaves(done_cache), jax.tree.leaves(got_cache)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_program_returning_an_input_gives_a_new_buffer():
+  """Why `transformer._block` returns only new arrays: a jitted program of its own that
+  returns an array it was given gives it back in a new buffer (jax 0.10.2 on CPU), so
+  returning the cache would copy it once per layer per prefill."""
+  from gemma4 import compilation
+  a = jnp.arange(16.0)
+  same, _ = compilation.jit(lambda x: (x, x + 1))(a)
+  assert same.unsafe_buffer_pointer() != a.unsafe_buffer_pointer()

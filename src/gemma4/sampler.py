@@ -348,7 +348,8 @@ class _Loop:
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='cache')
   def jit_start(self, logits, cache, rng, out_zeros, allowed=None, penalties=None, stops=None):
-    return self.start(logits, self.placed(cache), rng, out_zeros, allowed, penalties, stops)
+    """`start` after `Gemma4Sampler._fill`, which has placed the cache already."""
+    return self.start(logits, cache, rng, out_zeros, allowed, penalties, stops)
 
   @functools.partial(_jit, static_argnums=0, donate_argnames='state')
   def loop(self, params, state: SamplingState, max_new_tokens):

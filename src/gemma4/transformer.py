@@ -144,7 +144,8 @@ def _block(p: dict, x: jax.Array, cfg: TransformerConfig, kind: str, ctx: dict,
   """One decoder layer. x: residual [B, T, D]; cached, shared: as `_attention` takes
   them; ple: this layer's per-layer input [B, T, P] or None. Returns the residual after
   it and its new (keys, values), as `_attention` gives them. (Only new arrays come
-  out: a program of its own that returned the cache it was given would copy it.)"""
+  out: a program of its own that returned the cache it was given would copy it,
+  tests/test_decode.py::test_a_program_returning_an_input_gives_a_new_buffer.)"""
   h = rms_norm(x, p['pre_attention_norm']['scale'], offset=cfg.norm_offset)
   a, kv_new = _attention(p['attn'], h, cfg, kind, ctx, cached, shared)
   if cfg.use_post_attn_norm:
