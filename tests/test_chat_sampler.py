@@ -311,7 +311,7 @@ def test_penalties_and_bias_equal_a_numpy_reference_and_do_not_recompile(model, 
       seq.append(t)
       counts[t] += 1
     assert [int(t) for t in out.tokens[:8]] == want
-    sizes.append(s._loop(None).loop._cache_size())
+    sizes.append(s._loop(None).loop.cache_size())
   assert sizes[0] == sizes[1] == sizes[2]  # one compiled decode loop for all values
   with pytest.raises(ValueError, match=r'presence_penalty must be in \[-2.0, 2.0\], got 3'):
     s.sample('Hi', presence_penalty=3)

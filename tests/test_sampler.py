@@ -310,10 +310,10 @@ def test_sample_stop_rows_stop_on_their_own_and_values_do_not_recompile(model, t
   assert out == want
   assert out[0] != full[0] and out[1] != full[1]
   loop = s._loop(None)
-  before = loop.loop._cache_size()
+  before = loop.loop.cache_size()
   other = [full[2][4:8]]
   assert s.sample(prompts, max_new_tokens=16, stop=other) == [stops_lib.cut(t, other)[0] for t in full]
-  assert loop.loop._cache_size() == before
+  assert loop.loop.cache_size() == before
 
 
 def test_sample_stop_is_checked_before_any_compute(model, tok):

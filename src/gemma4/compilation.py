@@ -28,24 +28,50 @@ import jax
 
 from gemma4 import quant
 
-# The options every program of the sampler and the server is compiled with. XLA debug
-# options, so `jit` takes them on every backend; only XLA CPU reads these.
-# - quant.COMPILER_OPTIONS: products of int8 weights with two or more rows go to XLA's
-#   matrix library, conversion included.
+# The options the sampler's and the server's programs are compiled with: XLA debug
+# options, so `jit` takes them on every backend; only XLA CPU reads them.
 # - 512-bit vectors in the loops XLA CPU writes itself (its default prefers 256 on
 #   processors with AVX-512). Those loops are decode's one-row products, which read int8
 #   weights and convert them in registers: on a 2-core Xeon with AVX-512 the 262144 x 640
 #   LM head takes 10.2 ms instead of 14.3, and the 270M's int8 decode runs at 1.39-1.47x;
 #   its first call compiles 1.6 s longer, 7.7 s instead of 6.1 (bench/vector_width.txt).
 #   A processor without AVX-512 ignores it.
-OPTIONS = {**quant.COMPILER_OPTIONS, 'xla_cpu_prefer_vector_width': '512'}
-jit = functools.partial(jax.jit, compiler_options=OPTIONS)
+INT8_OPTIONS = {'xla_cpu_prefer_vector_width': '512'}
+# - For programs without int8 weights, also XLA CPU's matrix library for products whose
+#   operands are converted first (bfloat16 weights, 8 rows: 2.7 ms instead of 16.4 for a
+#   6144 x 1536 weight; bench/quant_split.txt). It makes the int8 x int8 products of int8
+#   weights (quant.dot, two or more rows) 7-10x slower, so those programs go without.
+FLOAT_OPTIONS = {**INT8_OPTIONS,
+                 'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
+
+
+def options(args) -> dict:
+  """The options for a program called with `args` (any tree): INT8_OPTIONS where it
+  holds an int8 weight (a quant.QTensor), else FLOAT_OPTIONS."""
+  leaves = jax.tree.leaves(args, is_leaf=quant.is_quantized)
+  return INT8_OPTIONS if any(quant.is_quantized(x) for x in leaves) else FLOAT_OPTIONS
+
+
+def jit(fn=None, **kwargs):
+  """jax.jit(fn, **kwargs), compiled with `options(the arguments)`: two jitted
+  functions, one per option set, each with its own cache; the call picks one.
+  `.cache_size()`: the programs compiled for it so far."""
+  if fn is None:
+    return functools.partial(jit, **kwargs)
+  by_options = {id(o): jax.jit(fn, compiler_options=o, **kwargs)
+                for o in (INT8_OPTIONS, FLOAT_OPTIONS)}
+
+  @functools.wraps(fn)
+  def call(*args, **kw):
+    return by_options[id(options((args, kw)))](*args, **kw)
+  call.cache_size = lambda: sum(f._cache_size() for f in by_options.values())
+  return call
 
 
 def part(fn=None, **kwargs):
   """A function jitted as a part of bigger programs: called with traced arguments (from
   a jitted caller) it is a nested jit, inlined into the caller's program, which brings
-  the options; called with arrays it is a program of its own, compiled with OPTIONS.
+  the options; called with arrays it is a program of its own, compiled with `options`.
   kwargs: jax.jit's (static_argnames, donate_argnames...); donation only applies to
   the program of its own."""
   if fn is None:
@@ -58,6 +84,7 @@ def part(fn=None, **kwargs):
     traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
     return (nested if traced else alone)(*args, **kw)
   return call
+
 
 ENV = 'GEMMA4_COMPILE_CACHE'
 # Programs that compile faster than this are not written (one-op programs of eager

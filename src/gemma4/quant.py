@@ -6,14 +6,22 @@ last and flattened, split into contiguous chunks of at most `CHUNK` columns:
 `values` [C, *out, K / C] int8 and `scale` [*out] float32, so that
 w[official] == transpose(values * scale) to within half a step of its row.
 
-Why this form: XLA on CPU (jax 0.10.2) runs `x @ values.astype(f32).T * scale` for one
-row of x as one loop that reads int8 and converts in registers, when the weight is
-[out, in] with `in` contiguous and at most about 3000; beyond that, and in other forms,
-it first writes a transposed float32 copy of the whole weight on every call
-(bench/quant_matvec.txt: 1536 x 2048 in 0.33 ms, 1536 x 4096 in 9.9 ms, 0.40 ms as two
-scanned chunks). With two or more rows it does not fuse either (the 262144 x 640 LM
-head: 9.4 ms for one row, 251 ms for two) unless compiled with `COMPILER_OPTIONS`
-(25 ms for two, 39 ms for eight): batched decode still gains little over one row.
+How a product runs depends on its rows (bench/quant_split.txt):
+- One row (batch-1 decode): `x @ values.astype(f32).T * scale`, which XLA on CPU (jax
+  0.10.2) runs as one loop that reads int8 and converts in registers, when the weight
+  is [out, in] with `in` contiguous and at most about 3000; beyond that, and in other
+  forms, it first writes a transposed float32 copy of the whole weight on every call
+  (bench/quant_matvec.txt: 1536 x 2048 in 0.33 ms, 1536 x 4096 in 9.9 ms, 0.40 ms as
+  two scanned chunks).
+- Two or more rows (batched decode, prefill): each row of x is split into two int8
+  rows, x = a (hi + lo / 254) with a = max|row| / 127, and both are multiplied by the
+  int8 weight in int32 (XLA CPU's integer matrix library: VNNI/AMX), then scaled. The
+  input so keeps about 15 bits per row (an error of at most a / 508 per element,
+  `split_rows`), where float32 keeps 24; the product is 2.5-9x faster than a float32
+  product with the int8 weight converted (E2B's widths, 8 to 1024 rows), which XLA CPU
+  only fuses with options that make integer products 7-10x slower
+  (compilation.FLOAT_OPTIONS). Integer sums are exact, so each row's result does not
+  depend on the other rows of the call.
 """
 
 from __future__ import annotations
@@ -27,19 +35,13 @@ import numpy as np
 
 FORMATS = ('int8',)
 
-# Compiler options for programs that multiply int8 weights by two or more rows (batched
-# decode, prefill): XLA CPU then hands the product, conversion included, to its matrix
-# library instead of writing a float32 copy of the weight first (the 262144 x 640 LM
-# head, 8 rows: 290 -> 39 ms; bench/quant_matvec.txt). One row is unchanged. A debug
-# option of XLA's, so `jit` takes it on every backend; only the CPU reads it.
-COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
-# Rows a product takes at once, from ROW_BLOCK + 1 to 4 * ROW_BLOCK rows: XLA CPU's
-# library product runs several times slower per row there than at 64 rows or at 512
-# (12288 x 1536 int8 weight: 64 rows 15 ms, 128 rows 144 ms, 512 rows 235 ms; 128 rows
-# in two blocks 33 ms; bench/quant_rows.txt). In the E2B-shaped prefill of a 128-token
-# bucket: 1.98 -> 1.45 s; of a 1024-token bucket, blocks were 1.7x slower, so longer
-# inputs go whole.
-ROW_BLOCK = 64
+# Half the steps the low int8 part of a split row takes per step of its high part: the
+# rest t - round(t) of a row in steps is within +-0.5, so lo = round(rest * LO) is
+# within +-127 (`split_rows`).
+LO = 254
+# The most contracted columns an int32 sum of products of int8 rows may take: K * 127 *
+# 127 stays below 2**31.
+MAX_K = (2 ** 31 - 1) // (127 * 127)
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
 # fusing between 3072 and 4096 and writes a transposed float32 copy instead: 30x slower)
 
@@ -192,50 +194,59 @@ def _materialized(xs: jax.Array) -> jax.Array:
 def dot(x: jax.Array, q: QTensor) -> jax.Array:
   """x [..., K] (K the flattened contracted axes) times the weight: [..., *out], float32.
 
-  Each chunk is `x_c @ values_c.astype(f32).T`, the form XLA CPU fuses (module doc);
-  several chunks run as a `lax.scan`, since XLA merges separate products over one
-  operand back into a single one, which it no longer fuses. The per-row scale
-  multiplies the sum. From ROW_BLOCK + 1 to 4 * ROW_BLOCK rows go ROW_BLOCK at a time.
+  One row: each chunk is `x_c @ values_c.astype(f32).T`, the form XLA CPU fuses (module
+  doc); several chunks run as a `lax.scan`, since XLA merges separate products over one
+  operand back into a single one, which it no longer fuses. Two or more rows: the rows
+  split into int8 parts (`split_rows`) times the int8 chunks, summed in int32. The
+  per-row scale multiplies the sum.
   """
   c, *out, kc = q.values.shape
   lead = x.shape[:-1]
   o = int(np.prod(out))
-  xs = x.reshape(-1, c, kc).astype(jnp.float32)
-  m = xs.shape[0]
-  if m == 1:
-    y = _product(_materialized(xs), q.values)
-  elif m <= ROW_BLOCK or m > 4 * ROW_BLOCK:
-    y = _product(xs, q.values)
+  xs = x.reshape(-1, c * kc).astype(jnp.float32)
+  if xs.shape[0] == 1:
+    y = _product(_materialized(xs.reshape(1, c, kc)), q.values)
   else:
-    n = -(-m // ROW_BLOCK)
-    blocks = jnp.pad(xs, [(0, n * ROW_BLOCK - m), (0, 0), (0, 0)]).reshape(n, ROW_BLOCK, c, kc)
-
-    def block(i, y):
-      # Tied to the counter, the weight is not loop-invariant: XLA would otherwise hoist
-      # its conversion out of the loop and multiply a float32 copy.
-      values, i = jax.lax.optimization_barrier((q.values, i))
-      return y.at[i].set(_product(blocks[i], values))
-
-    y = jax.lax.fori_loop(0, n, block, jnp.zeros((n, ROW_BLOCK, o), jnp.float32))
-    y = y.reshape(n * ROW_BLOCK, o)[:m]
+    y = _split_product(xs, q.values.reshape(c, o, kc))
   return (y * q.scale.reshape(o)).reshape(*lead, *out)
 
 
+def split_rows(xs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """xs [M, K] float32 as int8 parts: hi, lo [M, K] and a [M, 1] float32 with
+  xs ~= a * (hi + lo / LO), a = max |row| / 127 (1 for a zero row), so that every element
+  is within a / (2 LO) of its row's parts."""
+  amax = jnp.max(jnp.abs(xs), axis=-1, keepdims=True)
+  a = jnp.where(amax > 0, amax / 127, 1.0).astype(jnp.float32)
+  t = xs / a
+  hi = jnp.round(t)
+  lo = jnp.round((t - hi) * LO)
+  return hi.astype(jnp.int8), lo.astype(jnp.int8), a
+
+
+def _split_product(xs: jax.Array, values: jax.Array) -> jax.Array:
+  """xs [M, K] float32 (M >= 2) times int8 values [C, O, K / C], unscaled: [M, O].
+
+  Both parts of every row go through one int8 x int8 product per chunk, in int32."""
+  c, o, kc = values.shape
+  if c * kc > MAX_K:
+    raise ValueError(f'an int8 weight contracting {c * kc} columns: at most {MAX_K} '
+                     'fit an int32 sum of int8 products')
+  m = xs.shape[0]
+  hi, lo, a = split_rows(xs)
+  parts = jnp.concatenate([hi, lo]).reshape(2 * m, c, kc)
+  y = sum(jax.lax.dot_general(parts[:, i], values[i], (((1,), (1,)), ((), ())),
+                              preferred_element_type=jnp.int32) for i in range(c))
+  y = y.astype(jnp.float32)
+  return (y[:m] + y[m:] * (1 / LO)) * a
+
+
 def _product(xs: jax.Array, values: jax.Array) -> jax.Array:
-  """xs [M, C, Kc] float32 times int8 values [C, *out, Kc], unscaled: [M, prod(out)]."""
+  """xs [1, C, Kc] float32 times int8 values [C, *out, Kc], unscaled: [1, prod(out)]."""
   c, *out, kc = values.shape
   o = int(np.prod(out))
 
-  def times(x, w):  # x [M, Kc] times one chunk w [*out, Kc]
-    w = w.reshape(o, kc)
-    if xs.shape[0] > 1:
-      # Two or more rows go to XLA CPU's matrix library, which converts the int8 weight as
-      # it packs it only when it gets the weight as [out, in]: XLA moves a reshape of
-      # several output axes ([2, F, D], [N, H, D]) after the conversion, and the library
-      # then converts the whole weight first. The barrier keeps the reshape on the int8
-      # weight (a free view): bench/quant_reshape.txt.
-      w = jax.lax.optimization_barrier(w)
-    return jnp.dot(x, w.astype(jnp.float32).T)
+  def times(x, w):  # x [1, Kc] times one chunk w [*out, Kc]
+    return jnp.dot(x, w.reshape(o, kc).astype(jnp.float32).T)
 
   if c == 1:
     return times(xs[:, 0], values)
@@ -243,8 +254,7 @@ def _product(xs: jax.Array, values: jax.Array) -> jax.Array:
   def chunk(acc, part):
     xc, wc = part
     return acc + times(xc, wc), None
-  y, _ = jax.lax.scan(chunk, jnp.zeros((xs.shape[0], o), jnp.float32),
-                      (jnp.swapaxes(xs, 0, 1), values))
+  y, _ = jax.lax.scan(chunk, jnp.zeros((1, o), jnp.float32), (jnp.swapaxes(xs, 0, 1), values))
   return y
 
 
