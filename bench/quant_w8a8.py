@@ -23,6 +23,11 @@ a, then gemma4.quant.dot as it is; the int32 form differs from it by float32 rou
 only). The format's bar: >= 95% and <= +1%.
 
 Not a test: `.venv/bin/python bench/quant_w8a8.py`; output kept in bench/quant_w8a8.txt.
+
+Recorded before the change of bench/quant_split.py: quant.dot then multiplied two or more
+float32 rows by the converted weight (the `gemma4` column). It now splits each row into
+two int8 parts (15 bits, which keep the format's quality where one part per row did not),
+so a rerun's `gemma4` column measures that, under the option it runs 7-10x slower with.
 """
 
 import json
@@ -40,6 +45,10 @@ import gemma4  # noqa: E402
 from gemma4 import quant, sampling  # noqa: E402
 from gemma4.transformer import forward  # noqa: E402
 from timing import alternating_ms  # noqa: E402
+
+# The library-fusion option (quant.COMPILER_OPTIONS until bench/quant_split.py's change;
+# now part of compilation.FLOAT_OPTIONS).
+LIBRARY_DOT = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 
 ROUNDS, CALLS = 3, 5
 SHAPES = [(2048, 640), (640, 2048), (6144, 1536), (1536, 6144), (262144, 640)]
@@ -81,9 +90,9 @@ def speed(out):
       if o * m > 262144 * 64:
         continue
       x = jnp.asarray(rng.standard_normal((m, k), dtype=np.float32))
-      ours = jax.jit(quant.dot).lower(x, q).compile(compiler_options=quant.COMPILER_OPTIONS)
+      ours = jax.jit(quant.dot).lower(x, q).compile(compiler_options=LIBRARY_DOT)
       plain = jax.jit(w8a8).lower(x, w8, q.scale).compile()
-      opt = jax.jit(w8a8).lower(x, w8, q.scale).compile(compiler_options=quant.COMPILER_OPTIONS)
+      opt = jax.jit(w8a8).lower(x, w8, q.scale).compile(compiler_options=LIBRARY_DOT)
       groups = jax.jit(w8a8_groups).lower(x, w8, q.scale).compile()
       per = alternating_ms({'gemma4': (ours, (x, q)), 'w8a8': (plain, (x, w8, q.scale)),
                             'opt': (opt, (x, w8, q.scale)), 'g128': (groups, (x, w8, q.scale))},

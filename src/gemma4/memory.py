@@ -106,9 +106,10 @@ def activation_bytes(model: Model, sharder: Sharder, batch_size: int, chunk: int
   expert, and a copy of one layer's experts, float32 with int8 weights), and the
   logits of the last token [B, V] float32. Split axes (batch, heads, mlp, vocab)
   count per device as the rules split them. `dequantized`: the bytes of the largest
-  int8 weight shard as float32 (0 for float weights), the copy a product of several
-  rows by an int8 weight may make where XLA does not fuse the conversion (as it does
-  on CPU with quant.COMPILER_OPTIONS). `weight_bytes`: bytes per float weight."""
+  int8 weight shard as float32 (0 for float weights), a copy a one-row product may make
+  where its backend does not convert the int8 weight inside the product loop (XLA CPU
+  does; products of several rows multiply int8 by int8 and make none: an upper bound).
+  `weight_bytes`: bytes per float weight."""
   cfg = model.config
   table, shape = sharder.table, dict(sharder.mesh.shape)
 
