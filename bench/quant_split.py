@@ -57,6 +57,7 @@ def _module_at(rev: str):
     f.write(text)
   spec = importlib.util.spec_from_file_location('quant_before', path)
   mod = importlib.util.module_from_spec(spec)
+  sys.modules['quant_before'] = mod  # its dataclasses look their module up
   spec.loader.exec_module(mod)
   return mod
 

@@ -38,9 +38,10 @@ from gemma4 import quant
 #   A processor without AVX-512 ignores it.
 INT8_OPTIONS = {'xla_cpu_prefer_vector_width': '512'}
 # - For programs without int8 weights, also XLA CPU's matrix library for products whose
-#   operands are converted first (bfloat16 weights, 8 rows: 2.7 ms instead of 16.4 for a
-#   6144 x 1536 weight; bench/quant_split.txt). It makes the int8 x int8 products of int8
-#   weights (quant.dot, two or more rows) 7-10x slower, so those programs go without.
+#   operands are converted first, as before int8 products changed: bfloat16 weights, 8
+#   rows: 5.1 ms instead of 33.8 for a 12288 x 1536 weight, though 128 rows take 2.2x
+#   longer with it (bench/quant_split.txt). It makes the int8 x int8 products of int8
+#   weights (quant.dot, two or more rows) 10-45x slower, so those programs go without.
 FLOAT_OPTIONS = {**INT8_OPTIONS,
                  'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 
