@@ -9,7 +9,8 @@ float32 scale per output), four ways:
                 rows in blocks of 64; compiled with compilation.FLOAT_OPTIONS (the
                 library-fusion option it needs) as the sampler compiled it then
   split         gemma4.quant.dot now: each row as two int8 parts (split_rows), int8 x int8
-                summed in int32 per chunk; compiled with compilation.INT8_OPTIONS, as
+                summed in int32 (a weight of several chunks: all pairs of chunks up to
+                quant.ALL_PAIRS_ROWS, else chunk by chunk); compiled with compilation.INT8_OPTIONS, as
                 the sampler compiles programs holding int8 weights now
   split + option  the same compiled with compilation.FLOAT_OPTIONS (why programs with int8
                 weights go without it)
@@ -103,6 +104,41 @@ def main():
       print(f'| {o} x {k} | {m} | {cell("old")} | {cell("split")} | {cell("opt")} | '
             f'{med["split"] / med["old"]:.2f}x | {err["old"]:.1e}, {err["split"]:.1e} |', flush=True)
     del q, old_q, ref_w
+
+  print('\nA weight of several chunks (1536 x 6144: 3 chunks of 2048 columns), rows already '
+        'split (int8 x int8 in int32, INT8_OPTIONS): one product per chunk of a slice '
+        'values[i] (which XLA copies), every chunk by all chunks at once (quant.dot up to '
+        'ALL_PAIRS_ROWS rows x chunks), and the same rows times one contiguous [out, in] '
+        'weight (no slices; the layout the one-row product cannot use):\n')
+  print('| split rows | slices | all pairs | one [out, in] |')
+  print('|---|---|---|---|')
+  o, k, c = 1536, 6144, 3
+  values = jnp.asarray(rng.integers(-127, 128, (c, o, k // c), dtype=np.int8))
+  whole = jnp.asarray(np.ascontiguousarray(np.asarray(values).transpose(1, 0, 2).reshape(o, k)))
+  times = lambda p, w: jax.lax.dot_general(p, w, (((1,), (1,)), ((), ())),
+                                           preferred_element_type=jnp.int32)
+
+  def slices(p, v):
+    return sum(times(p[:, i], v[i]) for i in range(c))
+
+  def all_pairs(p, v):
+    r = p.shape[0]
+    y = times(jnp.swapaxes(p, 0, 1).reshape(c * r, k // c), v.reshape(c * o, k // c))
+    return sum(y.reshape(c, r, c, o)[i, :, i] for i in range(c))
+
+  for r in (4, 16, 64, 128, 256):
+    p = jnp.asarray(rng.integers(-127, 128, (r, c, k // c), dtype=np.int8))
+    opts = compilation.INT8_OPTIONS
+    calls = {'slices': (jax.jit(slices, compiler_options=opts), (p, values)),
+             'pairs': (jax.jit(all_pairs, compiler_options=opts), (p, values)),
+             'whole': (jax.jit(lambda p, w: times(p.reshape(r, k), w), compiler_options=opts),
+                       (p, whole))}
+    per = alternating_ms(calls, ROUNDS, 20)
+    outs = [np.asarray(f(*a)) for f, a in calls.values()]
+    assert all(np.array_equal(outs[0], x) for x in outs[1:])  # integer sums: exact
+    med = {n: float(np.median(v)) for n, v in per.items()}
+    cell = lambda n: f'{med[n]:.2f} ({min(per[n]):.2f}-{max(per[n]):.2f})'
+    print(f'| {r} | {cell("slices")} | {cell("pairs")} | {cell("whole")} |', flush=True)
 
   print('\nbfloat16 rows times a bfloat16 weight [out, in] (a float tree), by option set:\n')
   print('| weight [out, in] | rows | FLOAT_OPTIONS | INT8_OPTIONS | INT8 / FLOAT |')

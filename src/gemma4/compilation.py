@@ -39,9 +39,9 @@ from gemma4 import quant
 INT8_OPTIONS = {'xla_cpu_prefer_vector_width': '512'}
 # - For programs without int8 weights, also XLA CPU's matrix library for products whose
 #   operands are converted first, as before int8 products changed: bfloat16 weights, 8
-#   rows: 5.1 ms instead of 33.8 for a 12288 x 1536 weight, though 128 rows take 2.2x
+#   rows: 4.8 ms instead of 31.3 for a 12288 x 1536 weight, though 128 rows take 2.2x
 #   longer with it (bench/quant_split.txt). It makes the int8 x int8 products of int8
-#   weights (quant.dot, two or more rows) 10-45x slower, so those programs go without.
+#   weights (quant.dot, two or more rows) 6-53x slower, so those programs go without.
 FLOAT_OPTIONS = {**INT8_OPTIONS,
                  'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 
