@@ -1,4 +1,5 @@
-"""Weight-only int8: per-output-channel scales, activations kept in float32.
+"""int8 weights with per-output-channel scales; activations in float32, split into two
+int8 parts per row for products of several rows.
 
 A quantized parameter is a `QTensor` in place of the official array. It keeps the
 official (logical) shape for checks, and stores the weight with its contracted axes
@@ -46,7 +47,7 @@ MAX_K = (2 ** 31 - 1) // (127 * 127)
 # by a weight of several chunks multiplies every chunk by all of them instead of
 # slicing the weight chunk by chunk (XLA copies each slice): 1536 x 6144 (3 chunks), 4
 # split rows, 0.83 ms instead of 1.47; 64 rows, 1.61 instead of 1.82; 128 rows, 2.88
-# instead of 2.22 (bench/quant_split.txt).
+# instead of 2.22 (bench/quant_split.txt). One device only (`_split_product`).
 ALL_PAIRS_ROWS = 192
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
 # fusing between 3072 and 4096 and writes a transposed float32 copy instead: 30x slower)
@@ -246,10 +247,11 @@ def _split_product(xs: jax.Array, values: jax.Array) -> jax.Array:
 
   if c == 1:
     y = times(parts, values.reshape(o, kc))
-  elif c * 2 * m <= ALL_PAIRS_ROWS:
+  elif c * 2 * m <= ALL_PAIRS_ROWS and jax.device_count() == 1:
     # Every chunk of every row times all the chunks at once ([C O, Kc] is a free view),
     # then the matching blocks: C times the products, but a slice values[i] would be a
-    # copy of the chunk, which costs more at few rows.
+    # copy of the chunk, which costs more at few rows. Not where the weight may be split
+    # over devices: the partitioner gathers a split weight whole for that view.
     rows = jnp.swapaxes(parts.reshape(2 * m, c, kc), 0, 1).reshape(c * 2 * m, kc)
     blocks = times(rows, values.reshape(c * o, kc)).reshape(c, 2 * m, c, o)
     y = sum(blocks[i, :, i] for i in range(c))

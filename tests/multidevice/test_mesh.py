@@ -80,6 +80,29 @@ def test_int8_weights_on_a_mesh_give_the_one_device_int8_tokens(tok):
   assert lin.values.addressable_shards[0].data.shape == (1, 64, 32)
 
 
+def test_a_split_down_projection_is_not_gathered_whole_for_a_few_rows():
+  """31B's down projection ([F=21504 | D=5376], 12 chunks of 1792 columns, each chunk's
+  columns split 8 ways as the rules split F) times 4 and 64 rows on a mesh: no int8
+  array is all-gathered, only activations (on one device, products of a few rows split
+  into int8 parts multiply every chunk by all chunks through a merged view of the
+  weight, which the partitioner would gather whole)."""
+  import re
+  mesh = sharding.make_mesh(tensor=8)
+  layout = quant.layout_for('layer_0/mlp/linear')
+  w = quant.abstract(jax.ShapeDtypeStruct((21504, 5376), jnp.float32), layout)
+  specs = quant.QTensor(NamedSharding(mesh, P(None, None, 'tensor')), NamedSharding(mesh, P()),
+                        w.shape, w.layout)
+  w = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), w, specs)
+  assert w.values.shape == (12, 5376, 1792)
+  for m in (4, 64):
+    x = jax.ShapeDtypeStruct((m, 21504), jnp.float32, sharding=NamedSharding(mesh, P(None, 'tensor')))
+    hlo = jax.jit(quant.dot).lower(x, w).compile().as_text()
+    gathered = re.findall(r'= (\w+)\[([\d,]*)\][^ ]* all-gather\(', hlo)
+    assert gathered, m
+    for dtype, dims in gathered:  # at most both int8 parts of every row, gathered
+      assert int(np.prod([int(d) for d in dims.split(',')])) <= 2 * m * 21504, (m, gathered)
+
+
 def _shard(x):
   return x.addressable_shards[0].data.shape
 
