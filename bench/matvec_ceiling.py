@@ -16,6 +16,7 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gemma4 import compilation, quant
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from gemma4 import compilation, quant  # noqa: E402
+from timing import cpu_name  # noqa: E402
 O, K = 262144, 1536
 
 
@@ -56,9 +59,8 @@ def main():
       jax.block_until_ready(f(x, q))
       ts.append(time.perf_counter() - t)
     runs['gemma4'].append(statistics.median(ts) * 1e3)
-  cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
   print(f'$ .venv/bin/python bench/matvec_ceiling.py --rounds {args.rounds}')
-  print(f'# {cpu}, {os.cpu_count()} cores ({threads} OpenMP threads); JAX {jax.__version__}; '
+  print(f'# {cpu_name()}, {os.cpu_count()} cores ({threads} OpenMP threads); JAX {jax.__version__}; '
         f'{gcc_version()}; ms: median (min-max) over rounds\n')
   print(f'One row times a {O} x {K} int8 weight ({O * K / 1e6:.0f} MB)\n')
   print('| loop | ms | GB/s of weight read | / gemma4 |')

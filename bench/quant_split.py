@@ -27,7 +27,6 @@ bench/quant_split.txt.
 import argparse
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from gemma4 import compilation, quant  # noqa: E402
-from timing import alternating_ms  # noqa: E402
+from timing import alternating_ms, cpu_name  # noqa: E402
 
 # [out, in] as gemma4 stores E2B's weights: q projection, gate and up together, the
 # down projection (3 chunks), the tied LM head.
@@ -70,12 +69,7 @@ def main():
   before = _module_at(args.before)
   rng = np.random.default_rng(0)
   print(f'$ .venv/bin/python bench/quant_split.py --before {args.before}')
-  cpu = platform.processor() or platform.machine()
-  try:
-    cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
-  print(f'# {cpu}, {os.cpu_count()} cores; JAX {jax.__version__} on {jax.default_backend()}; '
+  print(f'# {cpu_name()}, {os.cpu_count()} cores; JAX {jax.__version__} on {jax.default_backend()}; '
         f'{ROUNDS} rounds x {CALLS} warm calls; ms: median (min-max of round medians)\n')
   print('| weight [out, in] | rows | float32 rows (before) | split | split + option | '
         'split / float32 rows | error: float32 rows, split |')

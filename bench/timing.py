@@ -1,5 +1,6 @@
 """Timing helper shared by the micro-benchmarks in bench/ (not a benchmark itself)."""
 
+import platform
 import time
 
 import jax
@@ -21,3 +22,12 @@ def alternating_ms(calls: dict, rounds: int, n: int) -> dict[str, list[float]]:
         ts.append(time.perf_counter() - t)
       per[name].append(float(np.median(ts)) * 1e3)
   return per
+
+
+def cpu_name() -> str:
+  """The processor's model name as Linux reports it (else what the platform module says)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor() or platform.machine()

@@ -20,6 +20,8 @@ import platform
 import statistics
 import time
 
+from timing import cpu_name  # bench/timing.py, in this script's folder
+
 # The library-fusion option (quant.COMPILER_OPTIONS until bench/quant_split.py's change;
 # now part of compilation.FLOAT_OPTIONS).
 LIBRARY_DOT = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
@@ -66,12 +68,7 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument('--rounds', type=int, default=3)
   args = ap.parse_args()
-  cpu = platform.processor() or platform.machine()
-  try:
-    cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
-  print(f'# {time.strftime("%Y-%m-%d")}, {cpu}, {os.cpu_count()} cores, Python '
+  print(f'# {time.strftime("%Y-%m-%d")}, {cpu_name()}, {os.cpu_count()} cores, Python '
         f'{platform.python_version()}\n')
   print('\n'.join(micro(args.rounds)), flush=True)
 
