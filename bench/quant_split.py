@@ -9,8 +9,7 @@ float32 scale per output), four ways:
                 rows in blocks of 64; compiled with compilation.FLOAT_OPTIONS (the
                 library-fusion option it needs) as the sampler compiled it then
   split         gemma4.quant.dot now: each row as two int8 parts (split_rows), int8 x int8
-                summed in int32 (a weight of several chunks: all pairs of chunks up to
-                quant.ALL_PAIRS_ROWS, else chunk by chunk); compiled with compilation.INT8_OPTIONS, as
+                summed in int32, chunk by chunk; compiled with compilation.INT8_OPTIONS, as
                 the sampler compiles programs holding int8 weights now
   split + option  the same compiled with compilation.FLOAT_OPTIONS (why programs with int8
                 weights go without it)
@@ -101,9 +100,10 @@ def main():
 
   print('\nA weight of several chunks (1536 x 6144: 3 chunks of 2048 columns), rows already '
         'split (int8 x int8 in int32, INT8_OPTIONS): one product per chunk of a slice '
-        'values[i] (which XLA copies), every chunk by all chunks at once (quant.dot up to '
-        'ALL_PAIRS_ROWS rows x chunks), and the same rows times one contiguous [out, in] '
-        'weight (no slices; the layout the one-row product cannot use):\n')
+        'values[i] (which XLA copies; quant.dot), every chunk by all chunks at once (no '
+        'slices; no faster in a decode step, bench/all_pairs_forward.txt), and the same rows '
+        'times one contiguous [out, in] weight (no slices; the layout the one-row product '
+        'cannot use):\n')
   print('| split rows | slices | all pairs | one [out, in] |')
   print('|---|---|---|---|')
   o, k, c = 1536, 6144, 3

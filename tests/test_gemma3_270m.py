@@ -14,7 +14,6 @@ perplexity_text.txt, 223 tokens) is within +1% of float32's; and loading as int8
 exactly the tensors of `gemma4.quant.quantize_params` on the float32 load.
 """
 
-import json
 import os
 import shutil
 import warnings
@@ -23,15 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import jax
-import jax.numpy as jnp
-
 import gemma4
 from gemma4 import quant, sampling
-from gemma4.transformer import forward
+from tests import gemma3_270m_quality as quality
 from tests.params_util import assert_same_params
 
-GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), 'golden', 'gemma3_270m.json')))
+GOLDEN = quality.GOLDEN
 NEAR_TIE = 0.02
 
 
@@ -112,40 +108,14 @@ def test_int8_load_is_quantize_params_of_the_float32_load(ckpt, int8):
   assert_same_params(int8.params, quant.quantize_params(ckpt.params))
 
 
-_logits = jax.jit(lambda params, cfg, tokens: forward(params, cfg, tokens)[0], static_argnums=1)
-
-
 @pytest.mark.slow
 def test_int8_greedy_agrees_with_float32_on_at_least_95_percent_of_320_tokens(ckpt, int8):
-  new = 64
-  prompts = [c['prompt'] for c in GOLDEN['cases']]
-  sampler = gemma4.Gemma4Sampler(model=ckpt.model, params=ckpt.params, tokenizer=ckpt.tokenizer,
-                                 sampling=sampling.Greedy(), cache_length=128,
-                                 max_out_length=new, pad_length=(32,))
-  rows = np.asarray(sampler.sample(prompts, max_new_tokens=new, return_state=True)
-                    .state.predicted_tokens)
-  seqs = [ckpt.tokenizer.encode(p, add_bos=True) + row.tolist() for p, row in zip(prompts, rows)]
-  width = max(map(len, seqs))
-  tokens = jnp.asarray([s + [0] * (width - len(s)) for s in seqs])  # 0: padding at the end
-  logits = np.asarray(_logits(int8.params, ckpt.model.config, tokens))
-  agree = 0
-  for i, (s, row) in enumerate(zip(seqs, rows)):
-    assert 0 not in row.tolist()  # no end token: all 64 are real
-    start = len(s) - new
-    agree += int((logits[i, start - 1:len(s) - 1].argmax(-1) == row).sum())
-  assert agree >= 0.95 * new * len(prompts), f'{agree} / {new * len(prompts)}'
+  agree, total = quality.agreement(ckpt, int8.params, quality.greedy_rows(ckpt))
+  assert total == 320 and agree >= 0.95 * total, f'{agree} / {total}'
 
 
 def test_int8_perplexity_is_within_1_percent_of_float32(ckpt, int8):
-  text = open(os.path.join(os.path.dirname(__file__), 'golden', 'perplexity_text.txt')).read()
-  ids = jnp.asarray([ckpt.tokenizer.encode(text, add_bos=True)])
-  assert ids.shape[1] > 200
-
-  def perplexity(params):
-    logp = jax.nn.log_softmax(_logits(params, ckpt.model.config, ids)[0, :-1], axis=-1)
-    return float(jnp.exp(-jnp.mean(jnp.take_along_axis(logp, ids[0, 1:, None], -1))))
-
-  base, got = perplexity(ckpt.params), perplexity(int8.params)
+  base, got = quality.perplexity(ckpt, ckpt.params), quality.perplexity(ckpt, int8.params)
   assert 5 < base < 30  # a real model on plain English
   assert got <= 1.01 * base, f'int8 {got:.4f} vs float32 {base:.4f}'
 

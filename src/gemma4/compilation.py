@@ -39,9 +39,9 @@ from gemma4 import quant
 INT8_OPTIONS = {'xla_cpu_prefer_vector_width': '512'}
 # - For programs without int8 weights, also XLA CPU's matrix library for products whose
 #   operands are converted first, as before int8 products changed: bfloat16 weights, 8
-#   rows: 4.8 ms instead of 31.3 for a 12288 x 1536 weight, though 128 rows take 2.2x
+#   rows: 5.4 ms instead of 28.6 for a 12288 x 1536 weight, though 128 rows take 1.9-2.1x
 #   longer with it (bench/quant_split.txt). It makes the int8 x int8 products of int8
-#   weights (quant.dot, two or more rows) 6-53x slower, so those programs go without.
+#   weights (quant.dot, two or more rows) 7-44x slower, so those programs go without.
 FLOAT_OPTIONS = {**INT8_OPTIONS,
                  'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
 
@@ -55,8 +55,7 @@ def options(args) -> dict:
 
 def jit(fn=None, **kwargs):
   """jax.jit(fn, **kwargs), compiled with `options(the arguments)`: two jitted
-  functions, one per option set, each with its own cache; the call picks one.
-  `.cache_size()`: the programs compiled for it so far."""
+  functions, one per option set, each with its own cache; the call picks one."""
   if fn is None:
     return functools.partial(jit, **kwargs)
   by_options = {id(o): jax.jit(fn, compiler_options=o, **kwargs)
@@ -65,7 +64,6 @@ def jit(fn=None, **kwargs):
   @functools.wraps(fn)
   def call(*args, **kw):
     return by_options[id(options((args, kw)))](*args, **kw)
-  call.cache_size = lambda: sum(f._cache_size() for f in by_options.values())
   return call
 
 

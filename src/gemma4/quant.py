@@ -16,11 +16,11 @@ How a product runs depends on its rows (bench/quant_split.txt):
   two scanned chunks).
 - Two or more rows (batched decode, prefill): each row of x is split into two int8
   rows, x = a (hi + lo / 254) with a = max|row| / 127, and both are multiplied by the
-  int8 weight in int32 (XLA CPU's integer matrix library: VNNI/AMX), then scaled. The
+  int8 weight in int32 (on CPU, XLA's matrix library), then scaled. The
   input so keeps about 15 bits per row (an error of at most a / 508 per element,
-  `split_rows`), where float32 keeps 24; the product takes 0.15-0.63x the time of
+  `split_rows`), where float32 keeps 24; the product takes 0.17-0.56x the time of
   float32 rows times the weight converted (E2B's widths, 2 to 1024 rows), which XLA CPU
-  only fuses under an option that makes integer products 6-53x slower
+  only fuses under an option that makes integer products 7-44x slower
   (compilation.FLOAT_OPTIONS). Integer sums are exact, so each row's result does not
   depend on the other rows of the call.
 """
@@ -43,12 +43,6 @@ LO = 254
 # The most contracted columns an int32 sum of products of int8 rows may take: K * 127 *
 # 127 stays below 2**31.
 MAX_K = (2 ** 31 - 1) // (127 * 127)
-# Up to this many rows (split rows times chunks), a product of rows split into int8 parts
-# by a weight of several chunks multiplies every chunk by all of them instead of
-# slicing the weight chunk by chunk (XLA copies each slice): 1536 x 6144 (3 chunks), 4
-# split rows, 0.83 ms instead of 1.47; 64 rows, 1.61 instead of 1.82; 128 rows, 2.88
-# instead of 2.22 (bench/quant_split.txt). One device only (`_split_product`).
-ALL_PAIRS_ROWS = 192
 CHUNK = 2048  # the most contracted columns one fused matrix-vector loop reads (XLA stops
 # fusing between 3072 and 4096 and writes a transposed float32 copy instead: 30x slower)
 
@@ -233,31 +227,18 @@ def split_rows(xs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 def _split_product(xs: jax.Array, values: jax.Array) -> jax.Array:
   """xs [M, K] float32 (M >= 2) times int8 values [C, O, K / C], unscaled: [M, O].
 
-  Both parts of every row go through int8 x int8 products summed in int32."""
+  Both parts of every row go through one int8 x int8 product per chunk, summed in
+  int32 (all pairs of chunks at once, which avoids XLA copying each chunk's slice, is
+  no faster in a decode step: bench/all_pairs_forward.txt)."""
   c, o, kc = values.shape
   if c * kc > MAX_K:
     raise ValueError(f'an int8 weight contracting {c * kc} columns: at most {MAX_K} '
                      'fit an int32 sum of int8 products')
   m = xs.shape[0]
   hi, lo, a = split_rows(xs)
-  parts = jnp.concatenate([hi, lo])  # [2M, K]
-
-  def times(p, w):  # p [R, Kc] int8 times w [O', Kc] int8: [R, O'] int32
-    return jax.lax.dot_general(p, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)
-
-  if c == 1:
-    y = times(parts, values.reshape(o, kc))
-  elif c * 2 * m <= ALL_PAIRS_ROWS and jax.device_count() == 1:
-    # Every chunk of every row times all the chunks at once ([C O, Kc] is a free view),
-    # then the matching blocks: C times the products, but a slice values[i] would be a
-    # copy of the chunk, which costs more at few rows. Not where the weight may be split
-    # over devices: the partitioner gathers a split weight whole for that view.
-    rows = jnp.swapaxes(parts.reshape(2 * m, c, kc), 0, 1).reshape(c * 2 * m, kc)
-    blocks = times(rows, values.reshape(c * o, kc)).reshape(c, 2 * m, c, o)
-    y = sum(blocks[i, :, i] for i in range(c))
-  else:
-    parts = parts.reshape(2 * m, c, kc)
-    y = sum(times(parts[:, i], values[i]) for i in range(c))
+  parts = jnp.concatenate([hi, lo]).reshape(2 * m, c, kc)
+  y = sum(jax.lax.dot_general(parts[:, i], values[i], (((1,), (1,)), ((), ())),
+                              preferred_element_type=jnp.int32) for i in range(c))
   y = y.astype(jnp.float32)
   return (y[:m] + y[m:] * (1 / LO)) * a
 

@@ -82,10 +82,9 @@ def test_int8_weights_on_a_mesh_give_the_one_device_int8_tokens(tok):
 
 def test_a_split_down_projection_is_not_gathered_whole_for_a_few_rows():
   """31B's down projection ([F=21504 | D=5376], 12 chunks of 1792 columns, each chunk's
-  columns split 8 ways as the rules split F) times 4 and 64 rows on a mesh: no int8
-  array is all-gathered, only activations (on one device, products of a few rows split
-  into int8 parts multiply every chunk by all chunks through a merged view of the
-  weight, which the partitioner would gather whole)."""
+  columns split 8 ways as the rules split F) times 4 and 64 rows on a mesh: nothing is
+  all-gathered but activations (a merged view of the chunks, as an all-pairs product
+  of chunks takes, made the partitioner gather the weight whole)."""
   import re
   mesh = sharding.make_mesh(tensor=8)
   layout = quant.layout_for('layer_0/mlp/linear')
